@@ -1,0 +1,141 @@
+"""The facts vocabulary: which paths exist, what type each holds, validation.
+
+``facts.schema.yaml`` is the one description of the facts document. This
+module loads it once and answers two kinds of question: the checker asks
+what a rule's path means (``snapshot.memory.percent`` is a number;
+``alert.labels.team`` is free-form text; ``snapshot.pm2.processes`` is a list
+whose items have ``memory_mb``), and intake asks whether a posted document
+fits, with every problem named by its path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator
+
+from engine.errors import Location, Problem
+
+FREE_FORM = "any"
+
+
+@dataclass(frozen=True, slots=True)
+class PathInfo:
+    """What the schema says of one path."""
+
+    types: frozenset[str]  # JSON types: number, integer, string, boolean, ...
+    description: str = ""
+    item: Mapping[str, Any] | None = None  # schema of list items
+
+    @property
+    def is_list(self) -> bool:
+        return "array" in self.types
+
+    @property
+    def is_free_form(self) -> bool:
+        return FREE_FORM in self.types
+
+    def accepts(self, value: object) -> bool:
+        """Could a fact at this path ever equal ``value``?"""
+        if self.is_free_form:
+            return True
+        return _json_type(value) in self.types or (
+            _json_type(value) == "integer" and "number" in self.types
+        )
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return "null"
+
+
+@cache
+def schema() -> Mapping[str, Any]:
+    text = resources.files("engine.facts").joinpath("facts.schema.yaml").read_text()
+    loaded: dict[str, Any] = yaml.safe_load(text)
+    return loaded
+
+
+@cache
+def _validator() -> Draft202012Validator:
+    return Draft202012Validator(schema())
+
+
+def _resolve(node: Mapping[str, Any]) -> Mapping[str, Any]:
+    ref = node.get("$ref")
+    if not ref:
+        return node
+    target: Any = schema()
+    for part in ref.removeprefix("#/").split("/"):
+        target = target[part]
+    merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    return merged
+
+
+def _types(node: Mapping[str, Any]) -> frozenset[str]:
+    if "enum" in node:
+        return frozenset(_json_type(v) for v in node["enum"])
+    declared = node.get("type")
+    if declared is None:
+        return frozenset({FREE_FORM})
+    names = [declared] if isinstance(declared, str) else list(declared)
+    return frozenset(names)
+
+
+def lookup(path: str, root: Mapping[str, Any] | None = None) -> PathInfo | None:
+    """The schema of ``path`` (dotted), or None when the vocabulary lacks it.
+
+    Below a free-form map (``labels``, ``annotations``, ``extra``, ``target``,
+    ``item``) every path is known and holds anything.
+    """
+    node: Mapping[str, Any] = _resolve(root or schema())
+    for part in path.split("."):
+        props = node.get("properties")
+        if props is None:
+            if node.get("type") == "object" and "additionalProperties" in node:
+                node = _resolve(node["additionalProperties"])
+                continue
+            if node.get("type") == "object":
+                return PathInfo(frozenset({FREE_FORM}))
+            return None
+        if part not in props:
+            return None
+        node = _resolve(props[part])
+    item = node.get("items")
+    return PathInfo(
+        _types(node),
+        str(node.get("description", "")),
+        _resolve(item) if isinstance(item, Mapping) else None,
+    )
+
+
+def validate(document: Mapping[str, Any], *, file: str = "") -> list[Problem]:
+    """Every place where ``document`` does not fit the vocabulary."""
+    problems = []
+    for error in sorted(_validator().iter_errors(document), key=lambda e: e.path):
+        where = ".".join(str(p) for p in error.absolute_path) or "(document)"
+        problems.append(
+            Problem(
+                "E401",
+                f"facts at {where}: {error.message}; see the facts "
+                "vocabulary in docs/facts.md for the expected shape",
+                Location(file=file, field=where),
+            )
+        )
+    return problems
