@@ -101,6 +101,19 @@ class Match:
         return self.rule.then
 
 
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """Every rule of one stage that matched one facts document, in rule order."""
+
+    stage: str
+    policy_version: str
+    matches: tuple[Match, ...]
+
+    @property
+    def rule_ids(self) -> tuple[str, ...]:
+        return tuple(m.rule.id for m in self.matches)
+
+
 def leaf_paths(condition: Condition, prefix: str = "") -> Iterator[tuple[str, Test]]:
     """Yield every leaf with its absolute path (item paths joined with ``[]``)."""
     if isinstance(condition, Group):
