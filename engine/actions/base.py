@@ -20,6 +20,9 @@ from engine.policy.model import Condition
 
 Mode = Literal["auto", "dry_run", "off"]
 
+EXECUTORS = ("pm2_restart", "nginx_reload", "pause_jobs", "rate_limit", "clear_temp")
+"""The executors this service has; a catalog entry names one of them."""
+
 
 @dataclass(frozen=True, slots=True)
 class ActionSpec:

@@ -72,4 +72,12 @@ def compile_template(text: str, location: Location) -> Template:
 
 
 def render(template: Template, context: Mapping[str, Any]) -> str:
+    """Render to one line: all whitespace runs become one space."""
     return " ".join(template.render(context).split())
+
+
+def render_text(template: Template, context: Mapping[str, Any]) -> str:
+    """Render keeping paragraphs: lines are joined, blank lines kept."""
+    paragraphs = template.render(context).split("\n\n")
+    joined = (" ".join(p.split()) for p in paragraphs)
+    return "\n\n".join(p for p in joined if p)
