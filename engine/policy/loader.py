@@ -92,7 +92,11 @@ class PolicySource:
             yield from rules
 
     def template(self, text: str) -> Template:
-        return self.templates[text]
+        """The compiled template of ``text``; built-in texts compile on use."""
+        found = self.templates.get(text)
+        if found is None:
+            found = compile_template(text, Location("<built-in>"))
+        return found
 
 
 def policy_version(files: Mapping[str, SourceFile]) -> str:
