@@ -1,0 +1,1 @@
+"""Alert sources: each payload format turned into ``IncomingAlert`` values."""

@@ -1,0 +1,181 @@
+"""The normalised alert every source produces, and the limits it obeys.
+
+Whatever the sender (the generic API, Alertmanager, Grafana, a person, the
+host watcher), intake sees ``IncomingAlert`` values: times are aware UTC
+(``+05:30`` offsets converted, Go's zero time ``0001-01-01`` read as "not
+set"), the status is the alert's own (never its group's), the fingerprint
+identifies the alert across notifications, and labels are plain strings
+kept byte for byte. ``Batch`` carries what the envelope says about the
+group: its key, how many alerts were cut (``truncatedAlerts``) and whether it
+is a sender's test message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from engine.errors import InputError, Location
+
+KINDS = (
+    "health_check_failure",
+    "threshold_exceeded",
+    "pm2_restart_loop",
+    "error_rate_spike",
+    "manual",
+    "deploy",
+)
+MAX_LABELS = 128
+MAX_LABEL_NAME = 256
+MAX_LABEL_VALUE = 4096
+GO_ZERO_YEAR = 1
+
+
+@dataclass(frozen=True)
+class IncomingAlert:
+    source: str
+    kind: str
+    name: str
+    status: str  # firing | resolved
+    fingerprint: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    severity: str | None = None
+    summary: str | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    value: float | None = None
+    snapshot: Mapping[str, Any] | None = None  # facts the source posted
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+    def facts(self) -> dict[str, Any]:
+        """The ``alert`` section of the facts document."""
+        section: dict[str, Any] = {
+            "kind": self.kind,
+            "source": self.source,
+            "name": self.name,
+            "status": self.status,
+            "fingerprint": self.fingerprint,
+            "labels": dict(self.labels),
+            "annotations": dict(self.annotations),
+        }
+        optional = {
+            "severity": self.severity,
+            "summary": self.summary,
+            "value": self.value,
+            "starts_at": self.starts_at.isoformat() if self.starts_at else None,
+        }
+        section.update({k: v for k, v in optional.items() if v is not None})
+        return section
+
+
+@dataclass(frozen=True)
+class Batch:
+    alerts: tuple[IncomingAlert, ...]
+    group_key: str | None = None
+    truncated: int = 0
+    is_test: bool = False
+    envelope_status: str | None = None
+
+
+def parse_time(value: Any, where: str) -> datetime | None:
+    """Aware UTC, or None for absent and Go's zero time."""
+    if value in (None, ""):
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError as exc:
+        raise InputError(
+            f"{where}: {value!r} is not an ISO 8601 time; send it like "
+            "2026-12-04T15:06:53Z or with an offset (+05:30)",
+            code="E502",
+            location=Location(field=where),
+        ) from exc
+    if parsed.year == GO_ZERO_YEAR:
+        return None
+    if parsed.tzinfo is None:
+        raise InputError(
+            f"{where}: {value!r} has no time zone; add Z or an offset such as +00:00",
+            code="E503",
+            location=Location(field=where),
+        )
+    return parsed.astimezone(UTC)
+
+
+def check_labels(labels: Any, where: str) -> dict[str, str]:
+    """Labels as plain strings, within the limits, or an ``InputError``."""
+    if labels is None:
+        return {}
+    if not isinstance(labels, Mapping):
+        raise InputError(
+            f"{where} must be an object of string values",
+            code="E504",
+            location=Location(field=where),
+        )
+    if len(labels) > MAX_LABELS:
+        raise InputError(
+            f"{where} has {len(labels)} entries; the limit is {MAX_LABELS}: "
+            "send fewer labels",
+            code="E505",
+            location=Location(field=where),
+        )
+    clean = {}
+    for name, value in labels.items():
+        clean[_label_name(name, where)] = _label_value(value, f"{where}.{name}")
+    return clean
+
+
+def _label_name(name: Any, where: str) -> str:
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_LABEL_NAME:
+        raise InputError(
+            f"{where}: label name {str(name)[:80]!r} must be 1 to {MAX_LABEL_NAME} "
+            "characters",
+            code="E505",
+            location=Location(field=where),
+        )
+    return name
+
+
+def _label_value(value: Any, where: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise InputError(
+            f"{where} must be a string (got {type(value).__name__})",
+            code="E504",
+            location=Location(field=where),
+        )
+    text = value if isinstance(value, str) else json.dumps(value)
+    if len(text) > MAX_LABEL_VALUE:
+        raise InputError(
+            f"{where} is {len(text)} characters long; the limit is "
+            f"{MAX_LABEL_VALUE}: shorten the value or move it to an annotation",
+            code="E505",
+            location=Location(field=where),
+        )
+    return text
+
+
+def fingerprint_of(source: str, labels: Mapping[str, str]) -> str:
+    """A stable fingerprint from the labels, for sources that send none."""
+    canonical = json.dumps(sorted(labels.items()), ensure_ascii=False)
+    digest = hashlib.sha256(f"{source}\0{canonical}".encode()).hexdigest()
+    return digest[:16]
+
+
+def kind_from_labels(labels: Mapping[str, str], name: str) -> str:
+    """The alert kind: an explicit ``kind`` label, else guessed from its name."""
+    if labels.get("kind") in KINDS:
+        return labels["kind"]
+    lowered = name.lower()
+    guesses = (
+        (("restart", "crashloop", "crash_loop"), "pm2_restart_loop"),
+        (("down", "unreachable", "health", "probe"), "health_check_failure"),
+        (("error", "5xx", "errors"), "error_rate_spike"),
+    )
+    for words, kind in guesses:
+        if any(word in lowered for word in words):
+            return kind
+    return "threshold_exceeded"
