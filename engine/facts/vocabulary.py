@@ -139,3 +139,36 @@ def validate(document: Mapping[str, Any], *, file: str = "") -> list[Problem]:
             )
         )
     return problems
+
+
+def markdown() -> str:
+    """The vocabulary as a Markdown table (``docs/facts.md`` is generated)."""
+    rows = ["| path | type | meaning |", "|---|---|---|"]
+    for path, info in _walk(schema(), ""):
+        kinds = ", ".join(sorted(t for t in info.types if t != "null")) or "any"
+        rows.append(f"| `{path}` | {kinds} | {info.description} |")
+    return "\n".join(rows) + "\n"
+
+
+def _walk(node: Mapping[str, Any], prefix: str) -> list[tuple[str, PathInfo]]:
+    found: list[tuple[str, PathInfo]] = []
+    for name, child in (node.get("properties") or {}).items():
+        resolved = _resolve(child)
+        path = f"{prefix}{name}"
+        item = resolved.get("items")
+        info = PathInfo(
+            _types(resolved),
+            " ".join(str(resolved.get("description", "")).split()),
+            _resolve(item) if isinstance(item, Mapping) else None,
+        )
+        if "properties" in resolved:
+            found.extend(_walk(resolved, f"{path}."))
+        else:
+            found.append((path, info))
+        if info.item and "properties" in info.item:
+            found.extend(_walk(info.item, f"{path}[]."))
+    return found
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")

@@ -1,0 +1,111 @@
+"""One error shape for every failure the API answers.
+
+``{"error": {"code": "E505", "message": "...", "field": "labels.x",
+"problems": [...]}}``: the same code and sentence the command line prints.
+Our exceptions map to statuses by class; FastAPI's validation errors become
+the same shape with the field path spelled out; malformed JSON names the
+line and column; anything unexpected is logged and answered 500 without
+internals.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from engine.errors import (
+    ActionError,
+    ConflictError,
+    IncidentPolicyError,
+    InputError,
+    NotFoundError,
+    PolicyError,
+    StoreError,
+)
+
+log = logging.getLogger(__name__)
+
+STATUS = (
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (ActionError, 409),
+    (StoreError, 503),
+    (InputError, 422),
+    (PolicyError, 422),
+)
+
+
+def body(code: str, message: str, field: str = "", problems: Sequence[Any] = ()) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if field:
+        error["field"] = field
+    if problems:
+        error["problems"] = list(problems)
+    return {"error": error}
+
+
+def status_of(exc: IncidentPolicyError) -> int:
+    return next((status for kind, status in STATUS if isinstance(exc, kind)), 400)
+
+
+async def _ours(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, IncidentPolicyError)
+    problems = [p.as_dict() for p in exc.problems] if len(exc.problems) > 1 else []
+    content = body(exc.code, exc.message, exc.location.field, problems)
+    return JSONResponse(content, status_code=status_of(exc))
+
+
+def _field(location: Sequence[Any]) -> str:
+    parts = [str(p) for p in location if p not in ("body", "query", "path")]
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if part.isdigit() else (f".{part}" if text else part)
+    return text or "body"
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = _field(error.get("loc", ()))
+    if error.get("type") == "json_invalid":
+        ctx = error.get("ctx", {})
+        return f"body is not valid JSON ({ctx.get('error', 'syntax error')}); send a JSON object"
+    return f"{where}: {error.get('msg', 'invalid value')}"
+
+
+async def _validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    first = errors[0] if errors else {}
+    problems = [
+        {"code": "E520", "field": _field(e.get("loc", ())), "message": _describe(e)}
+        for e in errors
+    ]
+    content = body("E520", _describe(first), _field(first.get("loc", ())), problems)
+    return JSONResponse(content, status_code=422)
+
+
+async def _http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = f"E{exc.status_code}"
+    return JSONResponse(body(code, str(exc.detail)), status_code=exc.status_code,
+                        headers=getattr(exc, "headers", None))
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("api.unexpected_error", extra={"path": request.url.path})
+    return JSONResponse(
+        body("E999", "internal error; the service logged it and keeps running"),
+        status_code=500,
+    )
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(IncidentPolicyError, _ours)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(HTTPException, _http)
+    app.add_exception_handler(Exception, _unexpected)
