@@ -83,9 +83,11 @@ class LogTail:
         size = os.fstat(self._handle().fileno()).st_size
         backlog = self.backlog_bytes
         if backlog is not None and size > backlog:
-            # Starting mid-file: the first line read is cut, skip it.
-            self._seek(size - backlog)
-            self._discarding = True
+            start = size - backlog
+            self._seek(start - 1)
+            # Starting mid-line: the first line read is cut, skip it.
+            self._discarding = self._handle().read(1) != b"\n"
+            self._offset = start
 
     def _open_new(self) -> None:
         self.close()
