@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from engine.errors import InputError
 from engine.facts.errors import SETTING_INVALID, CollectorError
@@ -44,7 +44,6 @@ _LINE = re.compile(
     rb'"(?P<request>[^"]*)" (?P<status>\d{3}) (?:\d+|-) '
     rb'"(?P<http_referer>[^"]*)" "(?P<http_user_agent>[^"]*)"(?P<extra>.*)$'
 )
-_EXTRA = re.compile(rb'([A-Za-z_][A-Za-z0-9_]*)=(?:"([^"]*)"|(\S+))')
 _MONTHS = {
     name: number
     for number, name in enumerate(
@@ -67,8 +66,9 @@ _MONTHS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class AccessEntry:
+class AccessEntry(NamedTuple):
+    """One request; a tuple because millions are made per gigabyte of log."""
+
     second: int  # Unix time of the request's log line
     method: str | None
     path: str | None
@@ -91,6 +91,7 @@ class AccessLineParser:
             )
         self.customer_field = customer_field
         self._standard = customer_field in STANDARD_FIELDS
+        self._customer_key = f" {customer_field}=".encode()
         self._last_stamp = b""
         self._last_second = 0
 
@@ -101,7 +102,7 @@ class AccessLineParser:
         second = self._second(match["time"])
         if second is None:
             return None
-        extra = _extras(match["extra"])
+        extra = match["extra"]
         method, path = _request(match["request"])
         return AccessEntry(
             second,
@@ -109,15 +110,15 @@ class AccessLineParser:
             path,
             int(match["status"]),
             self._customer(match, extra),
-            _latency_ms(extra.get("rt")),
-            _integer(extra.get("rl")),
+            _latency_ms(_extra_field(extra, b" rt=")),
+            _integer(_extra_field(extra, b" rl=")),
         )
 
-    def _customer(
-        self, match: re.Match[bytes], extra: Mapping[str, bytes]
-    ) -> str | None:
-        field_name = self.customer_field
-        raw = match[field_name] if self._standard else extra.get(field_name)
+    def _customer(self, match: re.Match[bytes], extra: bytes) -> str | None:
+        if self._standard:
+            raw = match[self.customer_field]
+        else:
+            raw = _extra_field(extra, self._customer_key)
         if not raw or raw == b"-":
             return None
         return raw.decode("utf-8", "replace")
@@ -145,13 +146,17 @@ def _parse_time_local(stamp: bytes) -> int | None:
     return calendar.timegm((year, month, day, hour, minute, sec, 0, 0, 0)) - offset
 
 
-def _extras(raw: bytes) -> dict[str, bytes]:
-    if not raw:
-        return {}
-    return {
-        m[1].decode("ascii"): m[2] if m[2] is not None else m[3]
-        for m in _EXTRA.finditer(raw)
-    }
+def _extra_field(raw: bytes, key: bytes) -> bytes | None:
+    """The value of `` key=value`` or `` key="value"`` after the agent."""
+    start = raw.find(key)
+    if start < 0:
+        return None
+    start += len(key)
+    if raw[start : start + 1] == b'"':
+        end = raw.find(b'"', start + 1)
+        return raw[start + 1 : end] if end >= 0 else None
+    end = raw.find(b" ", start)
+    return raw[start:] if end < 0 else raw[start:end]
 
 
 def _request(raw: bytes) -> tuple[str | None, str | None]:
@@ -231,6 +236,9 @@ class AccessLogCollector:
             "upload_bytes": Baseline(baseline_tau_s, floor=1024.0 / window_s),
             "inbound": Baseline(baseline_tau_s, floor=1024.0 / window_s),
         }
+
+    def close(self) -> None:
+        self.tail.close()
 
     def collect(self, now: datetime) -> Mapping[str, Mapping[str, Any]]:
         cutoff = int(now.timestamp() - self.window_s)

@@ -87,6 +87,10 @@ class DeployCollector:
         self.bad_lines = 0
         self._logged: list[Deploy] = []
 
+    def close(self) -> None:
+        if self.tail is not None:
+            self.tail.close()
+
     def add_source(self, source: DeploySource) -> None:
         self.sources.append(source)
 

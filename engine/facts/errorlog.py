@@ -134,6 +134,9 @@ class ErrorLogCollector:
         self._parser = ErrorLineParser(tz)
         self._buckets: SecondBuckets[_Second] = SecondBuckets(_Second)
 
+    def close(self) -> None:
+        self.tail.close()
+
     def collect(self, now: datetime) -> Mapping[str, Mapping[str, Any]]:
         cutoff = int(now.timestamp() - self.window_s)
         try:

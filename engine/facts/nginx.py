@@ -115,6 +115,10 @@ class NginxCollector:
         self.pid_file = pid_file
         self.status_url = status_url
         self.timeout_s = timeout_s
+        self._client = httpx.Client(trust_env=False, timeout=timeout_s)
+
+    def close(self) -> None:
+        self._client.close()
 
     def collect(self, now: datetime) -> Mapping[str, Mapping[str, Any]]:
         facts = _Facts()
@@ -159,9 +163,7 @@ class NginxCollector:
 
     def _fetch_stub_status(self, facts: _Facts) -> StubStatus | None:
         try:
-            response = httpx.get(
-                self.status_url, timeout=self.timeout_s, trust_env=False
-            )
+            response = self._client.get(self.status_url)
         except httpx.HTTPError as exc:
             facts.problems.append(f"stub_status at {self.status_url}: {exc}")
             return None

@@ -220,11 +220,11 @@ class HostObserver:
         return facts, durations, failed
 
     def close(self) -> None:
-        """Close the files collectors keep open (log tails)."""
+        """Release what collectors hold open (log files, HTTP clients)."""
         for collector in self.collectors:
-            tail = getattr(collector, "tail", None)
-            if tail is not None:
-                tail.close()
+            close = getattr(collector, "close", None)
+            if callable(close):
+                close()
 
 
 def _collect_into(

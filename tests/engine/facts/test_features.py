@@ -69,3 +69,17 @@ def test_feature_without_name_is_refused() -> None:
     with pytest.raises(PolicyError) as raised:
         FeatureMap.from_document({"features": [{"routes": ["/a"]}]})
     assert raised.value.location.field == "features.0"
+
+
+def test_pattern_with_groups_of_its_own_keeps_file_order() -> None:
+    doc = {
+        "features": [
+            {"name": "versioned", "routes": [r"~^/api/(v[0-9]+)/\1"]},
+            {"name": "api", "routes": ["/api/"]},
+        ]
+    }
+    features = FeatureMap.from_document(doc)
+    first = features.feature_of("/api/v1/v1")
+    second = features.feature_of("/api/v1/v2")
+    assert first is not None and first.name == "versioned"
+    assert second is not None and second.name == "api"

@@ -215,3 +215,37 @@ def test_default_collectors_on_the_real_host(
     assert "collect-observed" in [p["name"] for p in snap.facts["pm2"]["processes"]]
     assert snap.facts["dependencies"]["failing"] == 0
     assert set(snap.provenance.values()) == {"host"}
+
+
+def test_every_default_collector_failing_still_fits_the_vocabulary(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        collector_timeout_s=5,
+        pm2_home=tmp_path / "no-pm2",
+        nginx_bin=str(tmp_path / "no-nginx"),
+        nginx_pid_file=tmp_path / "nginx.pid",
+        nginx_status_url="http://127.0.0.1:9/nginx_status",
+        nginx_access_log=tmp_path / "missing-access.log",
+        nginx_error_log=tmp_path / "missing-error.log",
+        disk_mounts=[tmp_path / "no-mount"],
+    )
+    watcher = HostObserver(settings, Runtime.system(), features=FeatureMap.empty())
+    snap = watcher.snapshot()
+    failed = {
+        name
+        for name, section in snap.facts.items()
+        if isinstance(section, dict) and section.get("available") is False
+    }
+    assert failed == {
+        "pm2",
+        "nginx",
+        "http",
+        "uploads",
+        "upstream",
+        "dns",
+        "network",
+        "disk",
+    }
+    assert_valid(snap.facts)
