@@ -35,7 +35,7 @@ log = logging.getLogger("engine.facts.accesslog")
 LogFormat = Literal["combined", "timed"]
 STANDARD_FIELDS = ("remote_addr", "remote_user", "http_referer", "http_user_agent")
 UPLOAD_METHODS = frozenset({"POST", "PUT"})
-MAX_CUSTOMERS = 100_000  # beyond this customers_with_errors is a lower bound
+MAX_CUSTOMERS = 100_000  # held over the window; beyond, the count is a floor
 BIN_GROWTH = 1.05  # latency histogram: each bin 5 % wider than the last
 _LOG_GROWTH = math.log(BIN_GROWTH)
 
@@ -230,6 +230,8 @@ class AccessLogCollector:
         self._buckets: SecondBuckets[_Second] = SecondBuckets(_Second)
         self._saw_request_length = False
         self._unparsed = 0
+        self._parsed = 0
+        self._customers_held = 0  # across buckets, bounded by MAX_CUSTOMERS
         self._baselines = {
             "requests": Baseline(baseline_tau_s, floor=1.0 / window_s),
             "uploads": Baseline(baseline_tau_s, floor=1.0 / window_s),
@@ -242,8 +244,10 @@ class AccessLogCollector:
 
     def collect(self, now: datetime) -> Mapping[str, Mapping[str, Any]]:
         cutoff = int(now.timestamp() - self.window_s)
+        # Forget first, so customers that left the window free their places.
+        for old in self._buckets.evict_before(cutoff + 1):
+            self._customers_held -= len(old.customers)
         self._read(cutoff)
-        self._buckets.evict_before(cutoff + 1)
         totals = self._sum()
         at = now.timestamp()
         return {"http": self._http(totals, at), "uploads": self._uploads(totals, at)}
@@ -257,7 +261,10 @@ class AccessLogCollector:
                 f"access log {self.tail.path} does not exist; set "
                 "INCIDENT_POLICY_NGINX_ACCESS_LOG to the file nginx writes"
             ) from exc
-        if read >= 20 and parsed == 0:
+        self._parsed += parsed
+        # A format mismatch shows as a run of unreadable lines, in this read or
+        # since the start when nginx writes only a few lines per snapshot.
+        if parsed == 0 and (read >= 20 or (self._parsed == 0 and self._unparsed >= 20)):
             raise CollectorError(
                 f"none of the {read} new lines of {self.tail.path} is in the "
                 f"{self.log_format!r} format; set INCIDENT_POLICY_ACCESS_LOG_FORMAT "
@@ -285,8 +292,8 @@ class AccessLogCollector:
             bucket.errors += 1
             if entry.status in (502, 503, 504):
                 bucket.status[entry.status] = bucket.status.get(entry.status, 0) + 1
-            if entry.customer is not None and len(bucket.customers) < MAX_CUSTOMERS:
-                bucket.customers.add(entry.customer)
+            if entry.customer is not None:
+                self._add_customer(bucket, entry.customer)
         if entry.latency_ms is not None:
             index = latency_bin(entry.latency_ms)
             bucket.latency_bins[index] = bucket.latency_bins.get(index, 0) + 1
@@ -297,6 +304,12 @@ class AccessLogCollector:
             self._add_feature(bucket, entry.path, failed)
             if entry.method in UPLOAD_METHODS and self._upload.search(entry.path):
                 self._add_upload(bucket, entry)
+
+    def _add_customer(self, bucket: _Second, customer: str) -> None:
+        if customer in bucket.customers or self._customers_held >= MAX_CUSTOMERS:
+            return
+        bucket.customers.add(customer)
+        self._customers_held += 1
 
     def _add_feature(self, bucket: _Second, path: str, failed: bool) -> None:
         feature = self.features.feature_of(path)

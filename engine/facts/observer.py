@@ -130,6 +130,7 @@ class HostObserver:
         collectors: Sequence[Collector] | None = None,
         restart_loop: int = 5,
         restart_window_minutes: float = 10.0,
+        deploy_sources: Sequence[Callable[[], Iterable[Deploy]]] = (),
     ) -> None:
         self.runtime = runtime
         self.timeout_s = settings.collector_timeout_s
@@ -142,6 +143,7 @@ class HostObserver:
                 features,
                 restart_loop=restart_loop,
                 restart_window_minutes=restart_window_minutes,
+                deploy_sources=deploy_sources,
             )
         )
         self._runs: dict[str, _Run] = {}

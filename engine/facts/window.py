@@ -31,9 +31,10 @@ class SecondBuckets(Generic[B]):
             bucket = self._buckets[second] = self._factory()
         return bucket
 
-    def evict_before(self, second: int) -> None:
-        for old in [s for s in self._buckets if s < second]:
-            del self._buckets[old]
+    def evict_before(self, second: int) -> list[B]:
+        """Drop the buckets older than ``second``; return them."""
+        old = [s for s in self._buckets if s < second]
+        return [self._buckets.pop(s) for s in old]
 
     def __iter__(self) -> Iterator[B]:
         return iter(self._buckets.values())

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import InputError
+from engine.facts import accesslog
 from engine.facts.accesslog import (
     AccessLineParser,
     AccessLogCollector,
@@ -305,3 +306,38 @@ def append(path: Path, text: str) -> None:
 
 def test_free_port_helper_is_loopback() -> None:
     assert free_port() > 0
+
+
+def test_format_mismatch_is_reported_even_when_lines_trickle_in(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "access.log"
+    log.write_text("")
+    access = collector(log)
+    raised = None
+    for _ in range(5):
+        append(log, "".join(f"{i} not an access line\n" for i in range(5)))
+        try:
+            access.collect(CAPTURED_AT)
+        except CollectorError as exc:
+            raised = exc
+    assert raised is not None and "log_format" in raised.message
+
+
+def test_customers_held_are_capped_across_the_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(accesslog, "MAX_CUSTOMERS", 5)
+    log = tmp_path / "access.log"
+    access = collector(log, customer_field="cust", window_s=60)
+    first = CAPTURED_AT
+    log.write_text(
+        "".join(
+            line("/", 500, extra=f"cust=c{i}", at=first - timedelta(seconds=i)) + "\n"
+            for i in range(10)
+        )
+    )
+    assert access.collect(first)["http"]["customers_with_errors"] == 5
+    later = first + timedelta(minutes=5)
+    append(log, line("/", 500, extra="cust=new", at=later) + "\n")
+    assert access.collect(later)["http"]["customers_with_errors"] == 1
