@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     pm2_home: Path | None = None
     nginx_bin: str = "nginx"
     nginx_conf: Path | None = None  # None: nginx's compiled-in default
+    nginx_pid_file: Path | None = None  # None: the conf's pid directive
     nginx_status_url: str = "http://127.0.0.1/nginx_status"
     nginx_access_log: Path = Path("/var/log/nginx/access.log")
     nginx_error_log: Path = Path("/var/log/nginx/error.log")
@@ -68,6 +69,8 @@ class Settings(BaseSettings):
     customer_field: str = "remote_addr"  # access-log field naming the customer
     upload_path_pattern: str = r"^/(upload|uploads|api/upload)"
     log_window_s: float = Field(default=300.0, ge=10)
+    log_backlog_bytes: int = Field(default=64 << 20, ge=0)  # first read of a log
+    baseline_tau_s: float = Field(default=3600.0, ge=60)  # moving baselines
     deploy_log: Path | None = None  # None: <data_dir>/deploys.log
     health_checks: list[HealthCheck] = Field(default_factory=list)
     disk_mounts: list[Path] = Field(default_factory=list)  # empty: every real mount
