@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,7 +144,8 @@ def write_contents(contents: Contents) -> None:
 def _write_atomically(path: Path, content: str) -> None:
     # The temporary name starts with a dot and does not end in .conf, so an
     # nginx include of *.conf never reads a half-written file.
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    writer = f"{os.getpid()}.{threading.get_ident()}"
+    temp = path.with_name(f".{path.name}.{writer}.tmp")
     temp.unlink(missing_ok=True)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     with os.fdopen(os.open(temp, flags, 0o644), "w") as handle:
