@@ -61,7 +61,8 @@ class Settings(BaseSettings):
     pm2_home: Path | None = None
     nginx_bin: str = "nginx"
     nginx_conf: Path | None = None  # None: nginx's compiled-in default
-    nginx_pid_file: Path | None = None  # None: the conf's pid directive
+    nginx_prefix: Path | None = None  # nginx -p; None: the compiled-in prefix
+    nginx_pid_file: Path | None = None  # None: the pid directive of the config
     nginx_status_url: str = "http://127.0.0.1/nginx_status"
     nginx_access_log: Path = Path("/var/log/nginx/access.log")
     nginx_error_log: Path = Path("/var/log/nginx/error.log")
