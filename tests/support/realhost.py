@@ -150,12 +150,16 @@ class Nginx:
         pid = self.master_pid()
         if pid is None:
             return
-        subprocess.run(self.argv("-s", "quit"), capture_output=True, timeout=10)
+        # Signal the master we started directly: `nginx -s quit` would parse
+        # the config first and fail if a test left a broken one behind.
+        workers = self.worker_pids()
+        os.kill(pid, signal.SIGQUIT)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and _alive(pid):
             time.sleep(0.05)
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
+        for leftover in [pid, *workers]:
+            if _alive(leftover):
+                os.kill(leftover, signal.SIGKILL)
 
     def get(self, path: str, *, timeout: float = 5.0) -> int:
         return request(self.base_url + path, timeout=timeout)
