@@ -212,7 +212,12 @@ def validate_file(stem: str, file: SourceFile) -> list[Problem]:
                 Location(file.name, 1, 1),
             )
         ]
-    validator = Draft202012Validator(schemas()[stem])
+    return validate_document(file, schemas()[stem])
+
+
+def validate_document(file: SourceFile, schema: Mapping[str, Any]) -> list[Problem]:
+    """Every place ``file`` breaks ``schema``, as located E11x/E202 problems."""
+    validator = Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(file.data), key=_error_order)
     return [_schema_problem(file, e) for e in _deepest(errors)]
 
