@@ -328,3 +328,27 @@ tests:
             "got": "not decided (no recommendation names an action)",
         }
     ]
+
+
+def test_a_test_file_that_is_not_a_mapping_is_an_error(tmp_path: Path) -> None:
+    directory = rules_copy(tmp_path)
+    path = write_tests(directory, "- name: a list, not a mapping\n")
+
+    report = run_tests(directory)
+
+    assert [p.render() for p in report.problems] == [
+        f"{path}:1:1: -: E801: {path} must hold a mapping with a `tests:` list, "
+        "not list"
+    ]
+    assert report.exit_status == 1
+
+
+def test_the_example_of_the_rule_reference_passes(tmp_path: Path) -> None:
+    reference = (ROOT / "docs" / "rules.md").read_text(encoding="utf-8")
+    example = reference.split("## Rule tests")[1].split("```yaml\n")[1].split("```")[0]
+    directory = rules_copy(tmp_path)
+    write_tests(directory, example)
+
+    report = run_tests(directory)
+
+    assert (report.passed, report.exit_status) == (1, 0), report.render()
