@@ -30,7 +30,7 @@ from engine.errors import Location, PolicyError, Problem, Severity
 from engine.facts import vocabulary
 from engine.facts.vocabulary import PathInfo
 from engine.policy import logic
-from engine.policy.loader import RULE_SECTIONS, PolicySource, read_directory
+from engine.policy.loader import RULE_SECTIONS, SUFFIXES, PolicySource, read_directory
 from engine.policy.model import Condition, Group, Rule, Test
 from engine.policy.operators import ITEM_OPERATORS, OPERATORS, ORDERING, Operand
 from engine.policy.policy import Compile, compile_python
@@ -123,7 +123,8 @@ def check(directory: Path, *, compile: Compile = compile_python) -> CheckReport:
     if source is None:
         return CheckReport(directory, _sorted(directory, problems))
     loaded_cleanly = not any(p.severity is Severity.ERROR for p in problems)
-    problems.extend(semantic_problems(source))
+    catalog_loaded = "actions" in source.files or not _present(directory, "actions")
+    problems.extend(semantic_problems(source, catalog_loaded=catalog_loaded))
     if loaded_cleanly:
         problems.extend(_compile_problems(source, compile))
     report = CheckReport(
@@ -141,6 +142,10 @@ def check(directory: Path, *, compile: Compile = compile_python) -> CheckReport:
         },
     )
     return report
+
+
+def _present(directory: Path, stem: str) -> bool:
+    return any((directory / f"{stem}{suffix}").is_file() for suffix in SUFFIXES)
 
 
 def _compile_problems(source: PolicySource, compile: Compile) -> list[Problem]:
@@ -175,8 +180,14 @@ def _under(directory: Path, problem: Problem) -> Problem:
     )
 
 
-def semantic_problems(source: PolicySource) -> list[Problem]:
-    """The checks a JSON Schema cannot express, on a parsed source."""
+def semantic_problems(
+    source: PolicySource, *, catalog_loaded: bool = True
+) -> list[Problem]:
+    """The checks a JSON Schema cannot express, on a parsed source.
+
+    Without ``catalog_loaded`` (actions.yaml exists but did not load), actions
+    are not checked against the catalog: each would be reported as unknown.
+    """
     found = [
         *_duplicate_ids(source),
         *_catalog_problems(source),
@@ -184,7 +195,7 @@ def semantic_problems(source: PolicySource) -> list[Problem]:
         *_shadowed_rules(source),
     ]
     for rule in source.all_rules():
-        found.extend(RuleChecker(source, rule).problems())
+        found.extend(RuleChecker(source, rule, catalog_loaded).problems())
     return found
 
 
@@ -284,9 +295,12 @@ def _covering_rule(rule: Rule, above: list[Rule]) -> Rule | None:
 class RuleChecker:
     """The checks of one rule: its conditions, ``then`` and selectors."""
 
-    def __init__(self, source: PolicySource, rule: Rule) -> None:
+    def __init__(
+        self, source: PolicySource, rule: Rule, catalog_loaded: bool = True
+    ) -> None:
         self.source = source
         self.rule = rule
+        self.catalog_loaded = catalog_loaded
         self.found: list[Problem] = []
 
     def problems(self) -> list[Problem]:
@@ -363,7 +377,7 @@ class RuleChecker:
 
     def entry(self, entry: Mapping[str, Any], at: tuple[str, int]) -> None:
         action = entry.get("action")
-        if isinstance(action, str):
+        if isinstance(action, str) and self.catalog_loaded:
             self.action(action, str(entry.get("target", "")), at)
         if "for_each" in entry:
             self.selector(str(entry["for_each"]), entry.get("where"), at)
