@@ -32,7 +32,9 @@ BUILT_IN_DEFAULTS = {
 def decide(policy: Policy, name: str, facts: Mapping[str, Any]) -> Decision:
     evaluation = policy.evaluate("decisions", facts)
     relevant = tuple(m for m in evaluation.matches if m.then["decision"] == name)
-    scoped = Evaluation(evaluation.stage, evaluation.policy_version, relevant)
+    scoped = Evaluation(
+        evaluation.stage, evaluation.policy_version, relevant, evaluation.facts
+    )
     configured = policy.source.documents.get("decisions", {}).get("defaults", {})
     defaults = {**BUILT_IN_DEFAULTS, **configured}
     value, rule_id = resolve.decisions(scoped, defaults)[name]

@@ -30,7 +30,8 @@ def assess_alert(policy: Policy, facts: Mapping[str, Any]) -> IntakeOutcome:
     configured = policy.source.documents.get("intake", {}).get("defaults", {})
     defaults = {**BUILT_IN_DEFAULTS, **configured}
     values, origin = first_per_field(evaluation.matches, defaults, FIELDS)
-    title = policy.render(str(values["title"]), facts) or str(facts["alert"]["kind"])
+    kind = (facts.get("alert") or {}).get("kind") or "alert"
+    title = policy.render(str(values["title"]), facts) or str(kind)
     dedup_key = policy.render(str(values["dedup_key"]), facts) or title
     return IntakeOutcome(
         severity=str(values["severity"]),

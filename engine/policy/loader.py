@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,8 +162,15 @@ def load(directory: Path) -> PolicySource:
     return source
 
 
-def read_directory(directory: Path) -> tuple[PolicySource | None, list[Problem]]:
-    """Like ``load`` but returns the problems instead of raising."""
+def read_directory(
+    directory: Path, *, partial: bool = False
+) -> tuple[PolicySource | None, list[Problem]]:
+    """Like ``load`` but returns the problems instead of raising.
+
+    With ``partial``, files that fail their schema are left out and the others
+    are still parsed (``rules check`` reports every file's problems in one
+    run); such a source is for inspection, never for serving.
+    """
     paths, problems = find_files(directory)
     files: dict[str, SourceFile] = {}
     for stem, path in paths.items():
@@ -186,9 +194,11 @@ def read_directory(directory: Path) -> tuple[PolicySource | None, list[Problem]]
         problems.extend(schema_problems)
         if not schema_problems:
             valid[stem] = file
-    if len(valid) != len(files):
+    # Without valid thresholds every reference would be reported as unknown.
+    thresholds_usable = "thresholds" in valid or "thresholds" not in files
+    if len(valid) != len(files) and not (partial and thresholds_usable):
         return None, problems
-    source = _build(directory, files, problems)
+    source = _build(directory, valid, problems)
     return source, problems
 
 
@@ -202,7 +212,12 @@ def validate_file(stem: str, file: SourceFile) -> list[Problem]:
                 Location(file.name, 1, 1),
             )
         ]
-    validator = Draft202012Validator(schemas()[stem])
+    return validate_document(file, schemas()[stem])
+
+
+def validate_document(file: SourceFile, schema: Mapping[str, Any]) -> list[Problem]:
+    """Every place ``file`` breaks ``schema``, as located E11x/E202 problems."""
+    validator = Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(file.data), key=_error_order)
     return [_schema_problem(file, e) for e in _deepest(errors)]
 
@@ -222,6 +237,9 @@ def _deepest(errors: list[ValidationError]) -> list[ValidationError]:
 
 
 def _rule_id(file: SourceFile, path: tuple[Any, ...]) -> str:
+    """The id of the rule holding ``path``; a catalog entry goes by its name."""
+    if len(path) > 1 and path[0] == "actions" and file.path.stem == "actions":
+        return str(path[1])
     node: Any = file.data
     rule_id = ""
     for part in path:
@@ -238,53 +256,96 @@ def _schema_problem(file: SourceFile, error: ValidationError) -> Problem:
     path = tuple(error.absolute_path)
     rule_id = _rule_id(file, path)
     where = ".".join(str(p) for p in path) or "(top level)"
-    location = file.positions.at(path, rule_id, where)
+    if error.validator == "additionalProperties":
+        name = _unknown_key(error)
+        code, message = _unknown_field(error, where, name)
+        # Point at the offending key's value, not at the mapping holding it.
+        return Problem(code, message, file.positions.at((*path, name), rule_id, where))
     code, message = _explain(error, where)
-    return Problem(code, message, location)
+    return Problem(code, message, file.positions.at(path, rule_id, where))
+
+
+LIMIT_FIXES = {
+    "minItems": "give at least one entry, or remove the key",
+    "maxItems": "shorten the list",
+    "minLength": "give a non-empty text",
+    "maxLength": "shorten the text",
+    "minProperties": "give at least one field, or remove the key",
+    "maxProperties": "remove some fields",
+    "minimum": "use a value within the limit",
+    "maximum": "use a value within the limit",
+    "exclusiveMinimum": "use a value within the limit",
+    "uniqueItems": "remove the repeated entry",
+    "dependentRequired": "add the missing field, or remove the one that needs it",
+    "oneOf": "check the value's form against the rule reference (docs/rules.md)",
+}
 
 
 def _explain(error: ValidationError, where: str) -> tuple[str, str]:
-    if error.validator == "additionalProperties":
-        return _unknown_field(error, where)
     if error.validator == "type":
         return "E112", (
             f"{where}: {error.instance!r} has the wrong type, expected "
             f"{error.validator_value}; change the value"
         )
     if error.validator == "enum":
-        allowed = ", ".join(str(v) for v in error.validator_value)
-        return "E113", f"{where}: {error.instance!r} is not one of: {allowed}"
+        allowed = [str(v) for v in _listed(error.validator_value)]
+        close = difflib.get_close_matches(str(error.instance), allowed, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return "E113", (
+            f"{where}: {error.instance!r} is not allowed{hint} "
+            f"(allowed: {', '.join(allowed)})"
+        )
     if error.validator == "required":
         return "E114", f"{where}: {error.message}; add it"
     if error.validator == "pattern":
         return "E115", (
             f"{where}: {error.instance!r} does not have the required form "
-            f"({error.validator_value})"
+            f"({error.validator_value}); rename it to fit"
         )
-    return "E110", f"{where}: {error.message}"
+    fix = LIMIT_FIXES.get(str(error.validator), "fix the value")
+    return "E110", f"{where}: {error.message}; {fix}"
 
 
-def _unknown_field(error: ValidationError, where: str) -> tuple[str, str]:
-    allowed = list(error.schema.get("properties", {}))
-    extra = sorted(set(error.instance) - set(allowed)) if isinstance(
-        error.instance, dict
-    ) else []
-    name = extra[0] if extra else "?"
-    operators = set(allowed) == set(OPERATORS)
+def _listed(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _schema_of(error: ValidationError) -> Mapping[str, Any]:
+    return error.schema if isinstance(error.schema, Mapping) else {}
+
+
+def _unknown_key(error: ValidationError) -> str:
+    """The first key the schema does not allow (fact paths are allowed)."""
+    schema = _schema_of(error)
+    allowed = set(schema.get("properties", {}))
+    patterns = [re.compile(p) for p in schema.get("patternProperties", {})]
+    keys = error.instance if isinstance(error.instance, dict) else {}
+    extra = [
+        key
+        for key in keys
+        if key not in allowed and not any(p.search(key) for p in patterns)
+    ]
+    return extra[0] if extra else "?"
+
+
+def _unknown_field(error: ValidationError, where: str, name: str) -> tuple[str, str]:
+    schema = _schema_of(error)
+    allowed = list(schema.get("properties", {}))
     close = difflib.get_close_matches(name, allowed, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    if operators:
+    fix = f"did you mean {close[0]!r}?" if close else "remove it or correct its name"
+    if set(allowed) == set(OPERATORS):
         return "E202", (
-            f"{where}: unknown operator {name!r}{hint} (operators: "
-            f"{', '.join(OPERATORS)})"
+            f"{where}: unknown operator {name!r}; {fix} "
+            f"(operators: {', '.join(OPERATORS)})"
         )
-    if "patternProperties" in error.schema and set(allowed) == set(GROUPS):
+    if "patternProperties" in schema and set(allowed) == set(GROUPS):
         return "E111", (
-            f"{where}: {name!r} is neither a fact path (lowercase, dotted, like "
-            "snapshot.memory.percent) nor one of all, any, none"
+            f"{where}: {name!r} is neither a fact path nor a group: write fact "
+            "paths in lowercase with dots (snapshot.memory.percent), or group "
+            "conditions under all, any or none"
         )
     listed = ", ".join(allowed) if allowed else "none"
-    return "E111", f"{where}: unknown field {name!r}{hint} (allowed: {listed})"
+    return "E111", f"{where}: unknown field {name!r}; {fix} (allowed: {listed})"
 
 
 def _build(

@@ -103,11 +103,16 @@ class Match:
 
 @dataclass(frozen=True, slots=True)
 class Evaluation:
-    """Every rule of one stage that matched one facts document, in rule order."""
+    """Every rule of one stage that matched one facts document, in rule order.
+
+    ``facts`` is the document the stage evaluated (stages add their own values
+    to it), so ``rules explain`` can show every condition against it.
+    """
 
     stage: str
     policy_version: str
     matches: tuple[Match, ...]
+    facts: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def rule_ids(self) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ service runs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -48,7 +48,7 @@ class Policy:
     def evaluate(self, stage: str, facts: Mapping[str, Any]) -> Evaluation:
         rules = sorted(self.backend.matching(stage, facts), key=Rule.sort_key)
         matches = tuple(Match(rule, facts_used(rule.when, facts)) for rule in rules)
-        return Evaluation(stage, self.version, matches)
+        return Evaluation(stage, self.version, matches, facts)
 
     def render(self, text: str, context: Mapping[str, Any]) -> str:
         """Render one of the policy's templates (compiled at load)."""
@@ -59,6 +59,14 @@ class Policy:
         return render_text(self.source.template(text), context)
 
 
-def python_policy(directory: Path) -> Policy:
-    source = load(directory)
+Compile = Callable[[PolicySource], Policy]
+"""Turns a loaded source into an evaluable policy; raises ``PolicyError``."""
+
+
+def compile_python(source: PolicySource) -> Policy:
+    """The policy evaluated by the pure-Python backend."""
     return Policy(source, PythonBackend(source))
+
+
+def python_policy(directory: Path) -> Policy:
+    return compile_python(load(directory))
