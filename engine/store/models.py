@@ -6,6 +6,8 @@ injected id generator (``inc_...``), except events, whose integer id gives
 the timeline its order. Constraints follow one naming convention so that
 migrations name them the same on SQLite and PostgreSQL. Relationships load
 nothing implicitly (``lazy="raise"``): the repositories say what they read.
+Timeline events are append-only: a mapper guard refuses to flush a change to
+an event or its removal.
 
 The one constraint the service's correctness rests on is the partial unique
 index ``uq_tms_incidents_open_dedup``: at most one incident per organization
@@ -31,10 +33,20 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Mapper,
+    mapped_column,
+    object_session,
+    relationship,
+)
 
+from engine.errors import StoreError
 from engine.store.types import UTCDateTime, json_document
 
 NAMING = {
@@ -495,3 +507,30 @@ class Job(Base):
     created_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
+
+
+APPEND_ONLY = "E706"
+
+
+@event.listens_for(IncidentEvent, "before_update")
+def _refuse_event_update(
+    _mapper: Mapper[IncidentEvent], _conn: Connection, target: IncidentEvent
+) -> None:
+    session = object_session(target)
+    if session is None or session.is_modified(target, include_collections=False):
+        _refuse_change(target, "changed")
+
+
+@event.listens_for(IncidentEvent, "before_delete")
+def _refuse_event_delete(
+    _mapper: Mapper[IncidentEvent], _conn: Connection, target: IncidentEvent
+) -> None:
+    _refuse_change(target, "deleted")
+
+
+def _refuse_change(target: IncidentEvent, verb: str) -> None:
+    raise StoreError(
+        f"timeline event {target.id} of incident {target.incident_id} cannot be "
+        f"{verb}: the timeline is append-only; append a correcting event instead",
+        code=APPEND_ONLY,
+    )
