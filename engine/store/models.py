@@ -139,11 +139,21 @@ def one_of(column: str, values: type[StrEnum]) -> CheckConstraint:
 
 
 def org_fk() -> Mapped[str]:
-    return mapped_column(ForeignKey("tms_organizations.id"), index=True)
+    return mapped_column(ForeignKey("tms_organizations.id"))
 
 
 def incident_fk() -> Mapped[str]:
     return mapped_column(ForeignKey("tms_incidents.id", ondelete="CASCADE"))
+
+
+def by_incident(table: str, order: str) -> Index:
+    """The index of the rows hanging off an incident, in their order.
+
+    Both equality columns and the order are in it, so even SQLite without
+    statistics picks it over any other index and needs no sort.
+    """
+    columns = ["org_id", "incident_id", order] + (["id"] if order != "id" else [])
+    return Index(f"ix_{table}_incident", *columns)
 
 
 class Organization(Base):
@@ -160,7 +170,7 @@ class ApiKey(Base):
     __table_args__ = (one_of("role", Role),)
 
     id: Mapped[str] = mapped_column(primary_key=True)
-    org_id: Mapped[str] = org_fk()
+    org_id: Mapped[str] = mapped_column(ForeignKey("tms_organizations.id"), index=True)
     role: Mapped[str]
     name: Mapped[str] = mapped_column(default="")
     key_hash: Mapped[str] = mapped_column(unique=True)
@@ -187,7 +197,7 @@ class Incident(Base):
     )
 
     id: Mapped[str] = mapped_column(primary_key=True)
-    org_id: Mapped[str] = mapped_column(ForeignKey("tms_organizations.id"))
+    org_id: Mapped[str] = org_fk()
     dedup_key: Mapped[str]
     title: Mapped[str]
     severity: Mapped[str]
@@ -217,12 +227,12 @@ class Alert(Base):
     __tablename__ = "tms_alerts"
     __table_args__ = (
         UniqueConstraint("org_id", "idempotency_key"),
-        Index("ix_tms_alerts_incident", "incident_id", "received_at"),
+        by_incident("tms_alerts", "received_at"),
         Index("ix_tms_alerts_org_fingerprint", "org_id", "fingerprint"),
     )
 
     id: Mapped[str] = mapped_column(primary_key=True)
-    org_id: Mapped[str] = mapped_column(ForeignKey("tms_organizations.id"))
+    org_id: Mapped[str] = org_fk()
     incident_id: Mapped[str] = incident_fk()
     source: Mapped[str]
     kind: Mapped[str]
@@ -240,7 +250,7 @@ class IncidentEvent(Base):
     """One step of an incident's timeline; rows are never changed."""
 
     __tablename__ = "tms_incident_events"
-    __table_args__ = (Index("ix_tms_incident_events_incident", "incident_id", "id"),)
+    __table_args__ = (by_incident("tms_incident_events", "id"),)
 
     # SQLite only autoincrements an INTEGER PRIMARY KEY.
     id: Mapped[int] = mapped_column(
@@ -260,7 +270,7 @@ class IncidentEvent(Base):
 
 class Snapshot(Base):
     __tablename__ = "tms_snapshots"
-    __table_args__ = (Index("ix_tms_snapshots_incident", "incident_id", "taken_at"),)
+    __table_args__ = (by_incident("tms_snapshots", "taken_at"),)
 
     id: Mapped[str] = mapped_column(primary_key=True)
     org_id: Mapped[str] = org_fk()
@@ -277,12 +287,14 @@ class IncidentAction(Base):
     __table_args__ = (
         one_of("origin", ActionOrigin),
         one_of("status", ActionStatus),
-        Index("ix_tms_incident_actions_incident", "incident_id", "planned_at"),
-        Index("ix_tms_incident_actions_target", "org_id", "action", "target"),
+        by_incident("tms_incident_actions", "planned_at"),
+        Index(
+            "ix_tms_incident_actions_target", "org_id", "action", "target", "started_at"
+        ),
     )
 
     id: Mapped[str] = mapped_column(primary_key=True)
-    org_id: Mapped[str] = mapped_column(ForeignKey("tms_organizations.id"))
+    org_id: Mapped[str] = org_fk()
     incident_id: Mapped[str] = incident_fk()
     # One planned action, one run: the flow derives this key from what it plans.
     run_key: Mapped[str] = mapped_column(unique=True)
@@ -313,7 +325,7 @@ class IncidentAction(Base):
 
 class RuleMatch(Base):
     __tablename__ = "tms_rule_matches"
-    __table_args__ = (Index("ix_tms_rule_matches_incident", "incident_id", "stage"),)
+    __table_args__ = (by_incident("tms_rule_matches", "evaluated_at"),)
 
     id: Mapped[str] = mapped_column(primary_key=True)
     org_id: Mapped[str] = org_fk()
@@ -331,12 +343,11 @@ class RuleMatch(Base):
 
 class Brief(Base):
     __tablename__ = "tms_briefs"
+    __table_args__ = (by_incident("tms_briefs", "created_at"),)
 
     id: Mapped[str] = mapped_column(primary_key=True)
     org_id: Mapped[str] = org_fk()
-    incident_id: Mapped[str] = mapped_column(
-        ForeignKey("tms_incidents.id", ondelete="CASCADE"), index=True
-    )
+    incident_id: Mapped[str] = incident_fk()
     created_at: Mapped[datetime]
     policy_version: Mapped[str]
     content: Mapped[Json]
@@ -344,12 +355,11 @@ class Brief(Base):
 
 class Impact(Base):
     __tablename__ = "tms_impacts"
+    __table_args__ = (by_incident("tms_impacts", "assessed_at"),)
 
     id: Mapped[str] = mapped_column(primary_key=True)
     org_id: Mapped[str] = org_fk()
-    incident_id: Mapped[str] = mapped_column(
-        ForeignKey("tms_incidents.id", ondelete="CASCADE"), index=True
-    )
+    incident_id: Mapped[str] = incident_fk()
     assessed_at: Mapped[datetime]
     likely: Mapped[bool]
     level: Mapped[str]
@@ -362,13 +372,12 @@ class Recommendation(Base):
     __table_args__ = (
         one_of("status", RecommendationStatus),
         Index("ix_tms_recommendations_org_status", "org_id", "status"),
+        by_incident("tms_recommendations", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(primary_key=True)
-    org_id: Mapped[str] = mapped_column(ForeignKey("tms_organizations.id"))
-    incident_id: Mapped[str] = mapped_column(
-        ForeignKey("tms_incidents.id", ondelete="CASCADE"), index=True
-    )
+    org_id: Mapped[str] = org_fk()
+    incident_id: Mapped[str] = incident_fk()
     text: Mapped[str] = mapped_column(Text)
     rationale: Mapped[str] = mapped_column(Text, default="")
     risk: Mapped[str]
@@ -388,13 +397,12 @@ class CustomerMessage(Base):
         CheckConstraint(
             "approvals_required IN (1, 2)", name="approvals_required_valid"
         ),
+        by_incident("tms_customer_messages", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(primary_key=True)
     org_id: Mapped[str] = org_fk()
-    incident_id: Mapped[str] = mapped_column(
-        ForeignKey("tms_incidents.id", ondelete="CASCADE"), index=True
-    )
+    incident_id: Mapped[str] = incident_fk()
     title: Mapped[str]
     body: Mapped[str] = mapped_column(Text)
     tone: Mapped[str]
@@ -414,6 +422,7 @@ class Approval(Base):
         # One vote per person and subject: a second approver must be another.
         UniqueConstraint("subject_type", "subject_id", "actor"),
         CheckConstraint("decision IN ('approved', 'rejected')", name="decision_valid"),
+        Index("ix_tms_approvals_org_at", "org_id", "at"),
     )
 
     id: Mapped[str] = mapped_column(primary_key=True)
@@ -428,12 +437,11 @@ class Approval(Base):
 
 class LearningReview(Base):
     __tablename__ = "tms_learning_reviews"
+    __table_args__ = (by_incident("tms_learning_reviews", "created_at"),)
 
     id: Mapped[str] = mapped_column(primary_key=True)
     org_id: Mapped[str] = org_fk()
-    incident_id: Mapped[str] = mapped_column(
-        ForeignKey("tms_incidents.id", ondelete="CASCADE"), index=True
-    )
+    incident_id: Mapped[str] = incident_fk()
     created_at: Mapped[datetime]
     content: Mapped[Json]
     flagged_for_review: Mapped[bool] = mapped_column(default=False)
@@ -447,7 +455,7 @@ class Proposal(Base):
     )
 
     id: Mapped[str] = mapped_column(primary_key=True)
-    org_id: Mapped[str] = mapped_column(ForeignKey("tms_organizations.id"))
+    org_id: Mapped[str] = org_fk()
     incident_id: Mapped[str | None] = mapped_column(
         ForeignKey("tms_incidents.id", ondelete="SET NULL")
     )
@@ -473,7 +481,7 @@ class Deploy(Base):
     __table_args__ = (Index("ix_tms_deploys_org_app_at", "org_id", "app", "at"),)
 
     id: Mapped[str] = mapped_column(primary_key=True)
-    org_id: Mapped[str] = mapped_column(ForeignKey("tms_organizations.id"))
+    org_id: Mapped[str] = org_fk()
     app: Mapped[str]
     version: Mapped[str]
     previous_version: Mapped[str | None]

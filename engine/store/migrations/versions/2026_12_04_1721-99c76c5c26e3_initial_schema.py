@@ -86,7 +86,7 @@ def upgrade() -> None:
         ),
     )
     op.create_index(
-        op.f("ix_tms_approvals_org_id"), "tms_approvals", ["org_id"], unique=False
+        "ix_tms_approvals_org_at", "tms_approvals", ["org_id", "at"], unique=False
     )
 
     op.create_table(
@@ -202,7 +202,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_tms_alerts_incident",
         "tms_alerts",
-        ["incident_id", "received_at"],
+        ["org_id", "incident_id", "received_at", "id"],
         unique=False,
     )
     op.create_index(
@@ -234,10 +234,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tms_briefs")),
     )
     op.create_index(
-        op.f("ix_tms_briefs_incident_id"), "tms_briefs", ["incident_id"], unique=False
-    )
-    op.create_index(
-        op.f("ix_tms_briefs_org_id"), "tms_briefs", ["org_id"], unique=False
+        "ix_tms_briefs_incident",
+        "tms_briefs",
+        ["org_id", "incident_id", "created_at", "id"],
+        unique=False,
     )
 
     op.create_table(
@@ -272,15 +272,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tms_customer_messages")),
     )
     op.create_index(
-        op.f("ix_tms_customer_messages_incident_id"),
+        "ix_tms_customer_messages_incident",
         "tms_customer_messages",
-        ["incident_id"],
-        unique=False,
-    )
-    op.create_index(
-        op.f("ix_tms_customer_messages_org_id"),
-        "tms_customer_messages",
-        ["org_id"],
+        ["org_id", "incident_id", "created_at", "id"],
         unique=False,
     )
 
@@ -308,10 +302,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tms_impacts")),
     )
     op.create_index(
-        op.f("ix_tms_impacts_incident_id"), "tms_impacts", ["incident_id"], unique=False
-    )
-    op.create_index(
-        op.f("ix_tms_impacts_org_id"), "tms_impacts", ["org_id"], unique=False
+        "ix_tms_impacts_incident",
+        "tms_impacts",
+        ["org_id", "incident_id", "assessed_at", "id"],
+        unique=False,
     )
 
     op.create_table(
@@ -373,13 +367,13 @@ def upgrade() -> None:
     op.create_index(
         "ix_tms_incident_actions_incident",
         "tms_incident_actions",
-        ["incident_id", "planned_at"],
+        ["org_id", "incident_id", "planned_at", "id"],
         unique=False,
     )
     op.create_index(
         "ix_tms_incident_actions_target",
         "tms_incident_actions",
-        ["org_id", "action", "target"],
+        ["org_id", "action", "target", "started_at"],
         unique=False,
     )
 
@@ -415,13 +409,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_tms_incident_events_incident",
         "tms_incident_events",
-        ["incident_id", "id"],
-        unique=False,
-    )
-    op.create_index(
-        op.f("ix_tms_incident_events_org_id"),
-        "tms_incident_events",
-        ["org_id"],
+        ["org_id", "incident_id", "id"],
         unique=False,
     )
 
@@ -466,7 +454,6 @@ def upgrade() -> None:
         ["incident_id", "kind", "status"],
         unique=False,
     )
-    op.create_index(op.f("ix_tms_jobs_org_id"), "tms_jobs", ["org_id"], unique=False)
 
     op.create_table(
         "tms_learning_reviews",
@@ -490,15 +477,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tms_learning_reviews")),
     )
     op.create_index(
-        op.f("ix_tms_learning_reviews_incident_id"),
+        "ix_tms_learning_reviews_incident",
         "tms_learning_reviews",
-        ["incident_id"],
-        unique=False,
-    )
-    op.create_index(
-        op.f("ix_tms_learning_reviews_org_id"),
-        "tms_learning_reviews",
-        ["org_id"],
+        ["org_id", "incident_id", "created_at", "id"],
         unique=False,
     )
 
@@ -537,9 +518,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tms_recommendations")),
     )
     op.create_index(
-        op.f("ix_tms_recommendations_incident_id"),
+        "ix_tms_recommendations_incident",
         "tms_recommendations",
-        ["incident_id"],
+        ["org_id", "incident_id", "created_at", "id"],
         unique=False,
     )
     op.create_index(
@@ -579,11 +560,8 @@ def upgrade() -> None:
     op.create_index(
         "ix_tms_rule_matches_incident",
         "tms_rule_matches",
-        ["incident_id", "stage"],
+        ["org_id", "incident_id", "evaluated_at", "id"],
         unique=False,
-    )
-    op.create_index(
-        op.f("ix_tms_rule_matches_org_id"), "tms_rule_matches", ["org_id"], unique=False
     )
 
     op.create_table(
@@ -612,11 +590,8 @@ def upgrade() -> None:
     op.create_index(
         "ix_tms_snapshots_incident",
         "tms_snapshots",
-        ["incident_id", "taken_at"],
+        ["org_id", "incident_id", "taken_at", "id"],
         unique=False,
-    )
-    op.create_index(
-        op.f("ix_tms_snapshots_org_id"), "tms_snapshots", ["org_id"], unique=False
     )
 
     op.create_table(
