@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -192,16 +192,20 @@ def interrupt_stale(
     return int(interrupted.rowcount)  # type: ignore[attr-defined]
 
 
-def actions_of(session: Session, org_id: str, incident_id: str) -> list[IncidentAction]:
-    query = (
-        select(IncidentAction)
-        .where(
-            IncidentAction.org_id == org_id,
-            IncidentAction.incident_id == incident_id,
-        )
-        .order_by(IncidentAction.planned_at, IncidentAction.id)
+# Built once: the incident page runs it on every load.
+_ACTIONS_OF = (
+    select(IncidentAction)
+    .where(
+        IncidentAction.org_id == bindparam("org_id"),
+        IncidentAction.incident_id == bindparam("incident_id"),
     )
-    return list(session.scalars(query))
+    .order_by(IncidentAction.planned_at, IncidentAction.id)
+)
+
+
+def actions_of(session: Session, org_id: str, incident_id: str) -> list[IncidentAction]:
+    scope = {"org_id": org_id, "incident_id": incident_id}
+    return list(session.scalars(_ACTIONS_OF, scope))
 
 
 def runs_since(

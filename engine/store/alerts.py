@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from engine.runtime import IdGenerator
@@ -68,11 +68,18 @@ def find_by_idempotency_key(session: Session, org_id: str, key: str) -> Alert | 
     return session.scalars(query).first()
 
 
+# Built once: the incident page runs it on every load.
+_ALERTS_OF = (
+    select(Alert)
+    .where(
+        Alert.org_id == bindparam("org_id"),
+        Alert.incident_id == bindparam("incident_id"),
+    )
+    .order_by(Alert.received_at, Alert.id)
+)
+
+
 def alerts_of(session: Session, org_id: str, incident_id: str) -> list[Alert]:
     """The incident's alerts, oldest first."""
-    query = (
-        select(Alert)
-        .where(Alert.org_id == org_id, Alert.incident_id == incident_id)
-        .order_by(Alert.received_at, Alert.id)
-    )
-    return list(session.scalars(query))
+    scope = {"org_id": org_id, "incident_id": incident_id}
+    return list(session.scalars(_ALERTS_OF, scope))

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from engine.store.models import IncidentEvent
@@ -48,14 +48,18 @@ def append_event(
     return row
 
 
+# Built once: the incident page runs it on every load.
+_TIMELINE = (
+    select(IncidentEvent)
+    .where(
+        IncidentEvent.org_id == bindparam("org_id"),
+        IncidentEvent.incident_id == bindparam("incident_id"),
+    )
+    .order_by(IncidentEvent.id)
+)
+
+
 def timeline(session: Session, org_id: str, incident_id: str) -> list[IncidentEvent]:
     """The incident's events, oldest first; empty for another org's id."""
-    query = (
-        select(IncidentEvent)
-        .where(
-            IncidentEvent.incident_id == incident_id,
-            IncidentEvent.org_id == org_id,
-        )
-        .order_by(IncidentEvent.id)
-    )
-    return list(session.scalars(query))
+    scope = {"org_id": org_id, "incident_id": incident_id}
+    return list(session.scalars(_TIMELINE, scope))

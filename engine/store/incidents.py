@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
@@ -251,16 +251,19 @@ def _record_intake(
         )
 
 
+_GET = select(Incident).where(
+    Incident.id == bindparam("incident_id"), Incident.org_id == bindparam("org_id")
+)
+_GET_FOR_UPDATE = _GET.with_for_update().execution_options(populate_existing=True)
+
+
 def get_incident(
     session: Session, org_id: str, incident_id: str, *, for_update: bool = False
 ) -> Incident:
     """The incident, or ``NotFoundError`` (also for another org's id)."""
-    query = select(Incident).where(
-        Incident.id == incident_id, Incident.org_id == org_id
-    )
-    if for_update:
-        query = query.with_for_update().execution_options(populate_existing=True)
-    incident = session.scalars(query).first()
+    query = _GET_FOR_UPDATE if for_update else _GET
+    scope = {"org_id": org_id, "incident_id": incident_id}
+    incident = session.scalars(query, scope).first()
     if incident is None:
         raise NotFoundError(
             f"incident {incident_id} does not exist in this organization: check "
@@ -299,36 +302,44 @@ def load_incident(
         actions=tuple(actions_of(session, org_id, incident_id)),
         rule_matches=tuple(matches_of(session, org_id, incident_id)),
         snapshots=tuple(snapshots),
-        recommendations=_children(
-            session, Recommendation, org_id, incident_id, Recommendation.created_at
-        ),
-        messages=_children(
-            session, CustomerMessage, org_id, incident_id, CustomerMessage.created_at
-        ),
-        briefs=_children(session, Brief, org_id, incident_id, Brief.created_at),
-        impacts=_children(session, Impact, org_id, incident_id, Impact.assessed_at),
-        reviews=_children(
-            session, LearningReview, org_id, incident_id, LearningReview.created_at
-        ),
+        recommendations=_children(session, _RECOMMENDATIONS, org_id, incident_id),
+        messages=_children(session, _MESSAGES, org_id, incident_id),
+        briefs=_children(session, _BRIEFS, org_id, incident_id),
+        impacts=_children(session, _IMPACTS, org_id, incident_id),
+        reviews=_children(session, _REVIEWS, org_id, incident_id),
     )
 
 
 Child = TypeVar("Child", Recommendation, CustomerMessage, Brief, Impact, LearningReview)
 
 
-def _children(
-    session: Session,
-    model: type[Child],
-    org_id: str,
-    incident_id: str,
-    order: InstrumentedAttribute[datetime],
-) -> tuple[Child, ...]:
-    query = (
+def _rows_of_incident(
+    model: type[Child], order: InstrumentedAttribute[datetime]
+) -> Select[Child]:
+    # Built once per table at import: building a statement costs more than
+    # running it, and the incident page runs these on every load.
+    return (
         select(model)
-        .where(model.org_id == org_id, model.incident_id == incident_id)
+        .where(
+            model.org_id == bindparam("org_id"),
+            model.incident_id == bindparam("incident_id"),
+        )
         .order_by(order, model.id)
     )
-    return tuple(session.scalars(query))
+
+
+_RECOMMENDATIONS = _rows_of_incident(Recommendation, Recommendation.created_at)
+_MESSAGES = _rows_of_incident(CustomerMessage, CustomerMessage.created_at)
+_BRIEFS = _rows_of_incident(Brief, Brief.created_at)
+_IMPACTS = _rows_of_incident(Impact, Impact.assessed_at)
+_REVIEWS = _rows_of_incident(LearningReview, LearningReview.created_at)
+
+
+def _children(
+    session: Session, query: Select[Child], org_id: str, incident_id: str
+) -> tuple[Child, ...]:
+    scope = {"org_id": org_id, "incident_id": incident_id}
+    return tuple(session.scalars(query, scope))
 
 
 @dataclass(frozen=True, slots=True)

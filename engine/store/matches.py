@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from engine.runtime import IdGenerator
@@ -63,10 +63,17 @@ def record_matches(
     return rows
 
 
-def matches_of(session: Session, org_id: str, incident_id: str) -> list[RuleMatch]:
-    query = (
-        select(RuleMatch)
-        .where(RuleMatch.org_id == org_id, RuleMatch.incident_id == incident_id)
-        .order_by(RuleMatch.evaluated_at, RuleMatch.id)
+# Built once: the incident page runs it on every load.
+_MATCHES_OF = (
+    select(RuleMatch)
+    .where(
+        RuleMatch.org_id == bindparam("org_id"),
+        RuleMatch.incident_id == bindparam("incident_id"),
     )
-    return list(session.scalars(query))
+    .order_by(RuleMatch.evaluated_at, RuleMatch.id)
+)
+
+
+def matches_of(session: Session, org_id: str, incident_id: str) -> list[RuleMatch]:
+    scope = {"org_id": org_id, "incident_id": incident_id}
+    return list(session.scalars(_MATCHES_OF, scope))

@@ -6,7 +6,7 @@ each collector took, so any evaluation can be replayed later from the row.
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from engine.facts.base import Snapshot as Taken
@@ -40,14 +40,21 @@ def add_snapshot(
     return row
 
 
+# Built once: the incident page runs it on every load.
+_SNAPSHOTS_OF = (
+    select(Snapshot)
+    .where(
+        Snapshot.org_id == bindparam("org_id"),
+        Snapshot.incident_id == bindparam("incident_id"),
+    )
+    .order_by(Snapshot.taken_at, Snapshot.id)
+)
+
+
 def snapshots_of(session: Session, org_id: str, incident_id: str) -> list[Snapshot]:
     """The incident's snapshots, oldest first."""
-    query = (
-        select(Snapshot)
-        .where(Snapshot.org_id == org_id, Snapshot.incident_id == incident_id)
-        .order_by(Snapshot.taken_at, Snapshot.id)
-    )
-    return list(session.scalars(query))
+    scope = {"org_id": org_id, "incident_id": incident_id}
+    return list(session.scalars(_SNAPSHOTS_OF, scope))
 
 
 def latest_snapshot(session: Session, org_id: str, incident_id: str) -> Snapshot | None:

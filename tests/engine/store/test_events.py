@@ -6,27 +6,10 @@ from sqlalchemy import select
 from engine.errors import StoreError
 from engine.runtime import FixedClock, SequentialIds
 from engine.store import events
-from engine.store.alerts import AlertIn
 from engine.store.db import Database
 from engine.store.events import append_event, timeline
-from engine.store.incidents import open_or_fold
 from engine.store.models import IncidentEvent
-
-
-def open_incident(
-    db: Database, org_id: str, ids: SequentialIds, clock: FixedClock
-) -> str:
-    alert = AlertIn(
-        source="api",
-        kind="manual",
-        fingerprint="f",
-        severity="info",
-        received_at=clock.now(),
-    )
-    with db.sessions.begin() as session:
-        return open_or_fold(
-            session, org_id, "k", "info", "t", alert, ids=ids
-        ).incident.id
+from tests.engine.store.helpers import open_incident
 
 
 def test_changing_a_stored_event_is_refused(
