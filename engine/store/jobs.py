@@ -83,12 +83,13 @@ def claim_job(
         .limit(_CANDIDATES)
         .with_for_update(skip_locked=True)
     )
+    until = now + timedelta(seconds=lease_s)
     for job_id in session.scalars(query).all():
-        if _take(session, job_id, worker_id, now + timedelta(seconds=lease_s), now):
-            job = session.get(Job, job_id, populate_existing=True)
+        if _take(session, job_id, worker_id, until, now):
+            job = session.get_one(Job, job_id, populate_existing=True)
             log.info(
                 "job.claimed",
-                extra={"job_id": job_id, "worker": worker_id, "kind": job and job.kind},
+                extra={"job_id": job_id, "worker": worker_id, "kind": job.kind},
             )
             return job
     return None

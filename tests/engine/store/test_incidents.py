@@ -427,3 +427,11 @@ def test_advance_stage_moves_the_checkpoint_once(
     assert (first, repeat) == (True, False)
     with db.readers() as session:
         assert load_incident(session, org_id, incident_id).incident.stage == "stabilize"
+
+
+def test_list_refuses_a_page_size_out_of_range(db: Database, org_id: str) -> None:
+    with db.readers() as session, pytest.raises(InputError) as caught:
+        list_incidents(session, org_id, page=PageRequest(500))
+
+    assert caught.value.code == "E711"
+    assert "ask for 1 to 200" in caught.value.message
