@@ -465,8 +465,9 @@ class Proposal(Base):
     kind: Mapped[str]  # threshold, rule
     file: Mapped[str]
     path: Mapped[str]
-    old_value: Mapped[Json | None]
-    new_value: Mapped[Json | None]
+    # Any JSON value: a threshold is a number, a rule a mapping.
+    old_value: Mapped[Any] = mapped_column(json_document(), nullable=True)
+    new_value: Mapped[Any] = mapped_column(json_document(), nullable=True)
     diff: Mapped[str] = mapped_column(Text, default="")
     evidence: Mapped[Json] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(default=ProposalStatus.PENDING)
