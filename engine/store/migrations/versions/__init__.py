@@ -1,0 +1,1 @@
+"""Dated revision files, applied in order by ``engine.store.db.upgrade``."""
