@@ -80,8 +80,10 @@ SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 
 
 class IncidentStatus(StrEnum):
-    OPEN = "open"
-    MONITORING = "monitoring"
+    OPEN = "open"  # accepted, the flow has not run yet
+    STABILIZING = "stabilizing"  # the flow is running its stages
+    MONITORING = "monitoring"  # stable after the automatic actions
+    AWAITING_APPROVAL = "awaiting_approval"  # not stable: a human must decide
     RESOLVED = "resolved"
 
 
@@ -378,6 +380,7 @@ class Recommendation(Base):
     id: Mapped[str] = mapped_column(primary_key=True)
     org_id: Mapped[str] = org_fk()
     incident_id: Mapped[str] = incident_fk()
+    key: Mapped[str]  # the recommendation's id in recommend.yaml
     text: Mapped[str] = mapped_column(Text)
     rationale: Mapped[str] = mapped_column(Text, default="")
     risk: Mapped[str]

@@ -31,6 +31,7 @@ PENDING = RecommendationStatus.PENDING.value
 
 @dataclass(frozen=True, slots=True)
 class RecommendationIn:
+    key: str  # the recommendation's id in recommend.yaml
     text: str
     risk: str  # low, medium, high
     rationale: str = ""
@@ -54,6 +55,7 @@ def add_recommendation(
         id=ids.new("rec"),
         org_id=org_id,
         incident_id=incident_id,
+        key=rec.key,
         text=rec.text,
         rationale=rec.rationale,
         risk=rec.risk,

@@ -25,6 +25,7 @@ def recommend(
 ) -> str:
     incident_id = open_incident(db, org_id, ids, clock)
     proposal = RecommendationIn(
+        key="restart-web",
         text="Restart web",
         risk="low",
         action="pm2_restart",

@@ -488,6 +488,7 @@ def upgrade() -> None:
         sa.Column("id", sa.String(), nullable=False),
         sa.Column("org_id", sa.String(), nullable=False),
         sa.Column("incident_id", sa.String(), nullable=False),
+        sa.Column("key", sa.String(), nullable=False),
         sa.Column("text", sa.Text(), nullable=False),
         sa.Column("rationale", sa.Text(), nullable=False),
         sa.Column("risk", sa.String(), nullable=False),
