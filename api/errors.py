@@ -41,7 +41,9 @@ STATUS = (
 )
 
 
-def body(code: str, message: str, field: str = "", problems: Sequence[Any] = ()) -> dict[str, Any]:
+def body(
+    code: str, message: str, field: str = "", problems: Sequence[Any] = ()
+) -> dict[str, Any]:
     error: dict[str, Any] = {"code": code, "message": message}
     if field:
         error["field"] = field
@@ -92,8 +94,11 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
 async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     code = f"E{exc.status_code}"
-    return JSONResponse(body(code, str(exc.detail)), status_code=exc.status_code,
-                        headers=getattr(exc, "headers", None))
+    return JSONResponse(
+        body(code, str(exc.detail)),
+        status_code=exc.status_code,
+        headers=getattr(exc, "headers", None),
+    )
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

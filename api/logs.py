@@ -44,7 +44,9 @@ class JsonFormatter(logging.Formatter):
             if name not in STANDARD and not name.startswith("_"):
                 entry[name] = _clean(name, value)
         if record.exc_info:
-            entry["exception"] = _clean("exception", self.formatException(record.exc_info))
+            entry["exception"] = _clean(
+                "exception", self.formatException(record.exc_info)
+            )
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 

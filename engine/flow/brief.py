@@ -48,7 +48,9 @@ def write_brief(
     evaluation = policy.evaluate("brief", context)
     document = policy.source.documents.get("brief", {})
     defaults = {**BUILT_IN_DEFAULTS, **document.get("defaults", {})}
-    values, origin = first_per_field(evaluation.matches, defaults, ("recommendation", "risk"))
+    values, origin = first_per_field(
+        evaluation.matches, defaults, ("recommendation", "risk")
+    )
     return Brief(
         summary=policy.render(document.get("summary", BUILT_IN_SUMMARY), context),
         window_start=first_signal_at.isoformat(),

@@ -70,12 +70,18 @@ def check(
     catalog = policy.source.catalog
     spec = catalog.actions.get(planned.action)
     if spec is None:
-        return _refuse("dry_run", "not_in_catalog", f"{planned.action} is not in actions.yaml")
+        return _refuse(
+            "dry_run", "not_in_catalog", f"{planned.action} is not in actions.yaml"
+        )
     mode = effective_mode(catalog, spec, mode_override)
-    for refusal in _refusals(policy, spec, planned, facts, history, now, automatic, mode):
+    for refusal in _refusals(
+        policy, spec, planned, facts, history, now, automatic, mode
+    ):
         if refusal:
             return refusal
-    return GuardVerdict(True, mode, "allowed", f"{planned.action} on {planned.target} allowed ({mode})")
+    return GuardVerdict(
+        True, mode, "allowed", f"{planned.action} on {planned.target} allowed ({mode})"
+    )
 
 
 def _refusals(
@@ -130,7 +136,9 @@ def _target(spec: ActionSpec, planned: PlannedAction, mode: str) -> GuardVerdict
     )
 
 
-def _breaker(history: ActionHistory, limit: int, automatic: bool, mode: str) -> GuardVerdict | None:
+def _breaker(
+    history: ActionHistory, limit: int, automatic: bool, mode: str
+) -> GuardVerdict | None:
     if automatic and history.ineffective_runs >= limit:
         return _refuse(
             mode,
@@ -142,7 +150,11 @@ def _breaker(history: ActionHistory, limit: int, automatic: bool, mode: str) -> 
 
 
 def _cooldown(
-    spec: ActionSpec, planned: PlannedAction, history: ActionHistory, now: datetime, mode: str
+    spec: ActionSpec,
+    planned: PlannedAction,
+    history: ActionHistory,
+    now: datetime,
+    mode: str,
 ) -> GuardVerdict | None:
     if history.last_run_at is None:
         return None

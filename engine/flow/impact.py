@@ -33,8 +33,9 @@ def pre_facts(policy: Policy, facts: Mapping[str, Any]) -> dict[str, Any]:
     )
     features = lookup(facts, "snapshot.http.features") or []
     affected = [
-        f for f in features if isinstance(f.get("error_rate"), int | float)
-        and f["error_rate"] >= warning
+        f
+        for f in features
+        if isinstance(f.get("error_rate"), int | float) and f["error_rate"] >= warning
     ]
     overall = lookup(facts, "snapshot.http.error_rate")
     customer_facing: bool | None = None
@@ -79,7 +80,9 @@ def downtime(
 ) -> tuple[float, str]:
     if resolve_minutes:
         median = statistics.median(resolve_minutes)
-        return round(median, 1), f"median of {len(resolve_minutes)} past {type_} incidents"
+        return round(
+            median, 1
+        ), f"median of {len(resolve_minutes)} past {type_} incidents"
     for match in evaluation.matches:
         if "downtime_minutes" in match.then:
             return float(match.then["downtime_minutes"]), f"rule {match.rule.id}"

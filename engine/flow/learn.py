@@ -59,12 +59,16 @@ class History:
 
 
 def derive(
-    history: History, opened_at: datetime, first_signal_at: datetime, resolved_at: datetime
+    history: History,
+    opened_at: datetime,
+    first_signal_at: datetime,
+    resolved_at: datetime,
 ) -> dict[str, Any]:
     """The ``review`` facts the learning rules read."""
     statuses = [a.status for a in sorted(history.alerts, key=lambda a: a.at)]
     flaps = sum(
-        1 for before, after in zip(statuses, statuses[1:], strict=False)
+        1
+        for before, after in zip(statuses, statuses[1:], strict=False)
         if before == "resolved" and after == "firing"
     )
     first = min(history.alerts, key=lambda a: a.at, default=None)
@@ -83,11 +87,15 @@ def derive(
         "time_to_resolve_minutes": _minutes(opened_at, resolved_at),
     }
     if history.severity_raised_at is not None:
-        facts["threshold_lead_minutes"] = _minutes(opened_at, history.severity_raised_at)
+        facts["threshold_lead_minutes"] = _minutes(
+            opened_at, history.severity_raised_at
+        )
     if waits:
         facts["approval_wait_minutes"] = round(max(waits), 1)
     if history.draft_original and history.draft_final is not None:
-        same = difflib.SequenceMatcher(None, history.draft_original, history.draft_final)
+        same = difflib.SequenceMatcher(
+            None, history.draft_original, history.draft_final
+        )
         facts["draft_edit_ratio"] = round(1 - same.ratio(), 3)
     return facts
 
@@ -132,11 +140,15 @@ def _context(
         **facts,
         "review": dict(review_facts),
         "type_label": TYPE_LABELS.get(kind, kind),
-        "thresholds": policy.source.documents.get("thresholds", {}).get("thresholds", {}),
+        "thresholds": policy.source.documents.get("thresholds", {}).get(
+            "thresholds", {}
+        ),
     }
 
 
-def _texts(policy: Policy, entries: Sequence[tuple[str, Any]], context: Mapping[str, Any]) -> tuple[str, ...]:
+def _texts(
+    policy: Policy, entries: Sequence[tuple[str, Any]], context: Mapping[str, Any]
+) -> tuple[str, ...]:
     seen: dict[str, None] = {}
     for _, text in entries:
         seen.setdefault(policy.render(str(text), context), None)
@@ -152,14 +164,21 @@ def _proposals(
         name = str(entry["threshold"])
         new = _number(policy, entry["value"], context)
         old = values.get(name)
-        if new is None or name in found or not isinstance(old, int | float) or new == old:
+        if (
+            new is None
+            or name in found
+            or not isinstance(old, int | float)
+            or new == old
+        ):
             continue
         reason = policy.render(str(entry["reason"]), context)
         found[name] = Proposal(name, old, new, reason, rule_id)
     return tuple(found.values())
 
 
-def _number(policy: Policy, value: Any, context: Mapping[str, Any]) -> float | int | None:
+def _number(
+    policy: Policy, value: Any, context: Mapping[str, Any]
+) -> float | int | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return value
     text = policy.render(str(value), context)

@@ -29,7 +29,10 @@ REDACTED = "[removed]"
 LEAKS = (
     re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b"),  # IPv4[:port]
     re.compile(r"\b(?:[0-9a-f]{1,4}:){2,7}[0-9a-f]{1,4}\b", re.I),  # IPv6
-    re.compile(r"\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:internal|local|lan|corp|svc|cluster)\b", re.I),
+    re.compile(
+        r"\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:internal|local|lan|corp|svc|cluster)\b",
+        re.I,
+    ),
     re.compile(r"\b[a-z0-9-]+\.[a-z0-9-]+\.[a-z]{2,}\b", re.I),  # fully qualified names
     re.compile(r"(?:/[\w.-]+){2,}(?::\d+)*"),  # file paths, stack frames
     re.compile(r"\bat [\w.<>$]+ \(.*?\)"),  # JavaScript stack frames
@@ -53,11 +56,17 @@ def safe_context(
     stable: bool,
     org: str,
 ) -> dict[str, Any]:
-    status = "monitoring a fix" if stable else (
-        "investigating" if classification.type == "unknown" else "working on a fix"
+    status = (
+        "monitoring a fix"
+        if stable
+        else (
+            "investigating" if classification.type == "unknown" else "working on a fix"
+        )
     )
     return {
-        "problem": CUSTOMER_PROBLEMS.get(classification.type, CUSTOMER_PROBLEMS["unknown"]),
+        "problem": CUSTOMER_PROBLEMS.get(
+            classification.type, CUSTOMER_PROBLEMS["unknown"]
+        ),
         "features": list(impact.features),
         "level": impact.level,
         "started_at": started_at.strftime("%H:%M UTC"),

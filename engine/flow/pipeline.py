@@ -115,21 +115,33 @@ def dry_run(
     classification = classify_stage.classify(policy, stabilized)
     classified = with_classification(stabilized, classification, stable)
     summaries = tuple(
-        ActionSummary(p.action, p.target, "dry_run" if v.allowed else "refused", v.message)
+        ActionSummary(
+            p.action, p.target, "dry_run" if v.allowed else "refused", v.message
+        )
         for p, v in verdicts
     )
     started = first_signal_at or now
     brief = brief_stage.write_brief(
-        policy, classified, classification, summaries,
-        stable=stable.value, first_signal_at=started, now=now,
+        policy,
+        classified,
+        classification,
+        summaries,
+        stable=stable.value,
+        first_signal_at=started,
+        now=now,
     )
     assessed = impact.assess(policy, classified, classification, ())
     impacted = with_impact(classified, assessed)
     customer = decide.decide(policy, decide.CUSTOMER_IMPACT, impacted)
     draft = (
         message.draft(
-            policy, impacted, classification, assessed, started,
-            stable=stable.value, org=str(impacted["org"].get("name", "")),
+            policy,
+            impacted,
+            classification,
+            assessed,
+            started,
+            stable=stable.value,
+            org=str(impacted["org"].get("name", "")),
         )
         if customer.value
         else None

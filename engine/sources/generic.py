@@ -56,7 +56,9 @@ class ManualReportIn(BaseModel):
     labels: dict[str, Any] = Field(default_factory=dict)
 
 
-def to_alert(body: GenericAlertIn, known_kinds: frozenset[str] = frozenset(KINDS)) -> IncomingAlert:
+def to_alert(
+    body: GenericAlertIn, known_kinds: frozenset[str] = frozenset(KINDS)
+) -> IncomingAlert:
     if body.kind not in known_kinds:
         raise InputError(
             f"kind: {body.kind!r} is not a kind the intake rules know; use one of "
@@ -79,7 +81,8 @@ def to_alert(body: GenericAlertIn, known_kinds: frozenset[str] = frozenset(KINDS
         kind=body.kind,
         name=name,
         status=body.status,
-        fingerprint=body.fingerprint or fingerprint_of(body.source, {"alertname": name, **labels}),
+        fingerprint=body.fingerprint
+        or fingerprint_of(body.source, {"alertname": name, **labels}),
         labels=labels,
         annotations=annotations,
         severity=body.severity,

@@ -44,11 +44,15 @@ def parse(body: Mapping[str, Any]) -> Batch:
 def is_test(body: Mapping[str, Any]) -> bool:
     """The contact-point "test" button, in either format."""
     if "alerts" not in body:
-        return body.get("ruleId") == 0 and "test" in str(body.get("message", "")).lower()
+        return (
+            body.get("ruleId") == 0 and "test" in str(body.get("message", "")).lower()
+        )
     alerts = body.get("alerts") or []
     unlabeled = all(isinstance(a, Mapping) and not a.get("labels") for a in alerts)
     group = str(body.get("groupKey", ""))
-    return unlabeled and ("TestAlert" in group or "test" in str(body.get("message", "")).lower())
+    return unlabeled and (
+        "TestAlert" in group or "test" in str(body.get("message", "")).lower()
+    )
 
 
 def _unified(body: Mapping[str, Any]) -> Batch:
@@ -64,12 +68,16 @@ def _unified(body: Mapping[str, Any]) -> Batch:
             location=Location(field="alerts"),
         )
     test = is_test(body)
-    parsed = () if test else tuple(_alert(a, f"alerts[{i}]") for i, a in enumerate(alerts))
+    parsed = (
+        () if test else tuple(_alert(a, f"alerts[{i}]") for i, a in enumerate(alerts))
+    )
     truncated = body.get("truncatedAlerts")
     return Batch(
         alerts=parsed,
         group_key=str(body.get("groupKey") or "") or None,
-        truncated=truncated if isinstance(truncated, int) and not isinstance(truncated, bool) else 0,
+        truncated=truncated
+        if isinstance(truncated, int) and not isinstance(truncated, bool)
+        else 0,
         is_test=test,
         envelope_status=str(body.get("status") or "") or None,
     )
@@ -77,7 +85,9 @@ def _unified(body: Mapping[str, Any]) -> Batch:
 
 def _alert(entry: Any, where: str) -> IncomingAlert:
     if not isinstance(entry, Mapping):
-        raise InputError(f"{where}: expected an object", code="E521", location=Location(field=where))
+        raise InputError(
+            f"{where}: expected an object", code="E521", location=Location(field=where)
+        )
     status = entry.get("status")
     if status not in ("firing", "resolved"):
         raise InputError(
@@ -109,7 +119,11 @@ def _first_value(values: Any) -> float | None:
     """Grafana's values map: the last expression (usually the condition's input)."""
     if not isinstance(values, Mapping):
         return None
-    numbers = [v for v in values.values() if isinstance(v, int | float) and not isinstance(v, bool)]
+    numbers = [
+        v
+        for v in values.values()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    ]
     return float(numbers[0]) if numbers else None
 
 
@@ -119,12 +133,18 @@ def _legacy(body: Mapping[str, Any]) -> Batch:
     state = str(body.get("state", ""))
     status = LEGACY_STATES.get(state)
     if status is None:
-        return Batch(alerts=(), envelope_status=state)  # paused / pending: nothing to do
+        return Batch(
+            alerts=(), envelope_status=state
+        )  # paused / pending: nothing to do
     name = str(body.get("ruleName") or "unnamed")
     labels = check_labels(body.get("tags") or {}, "tags")
     matches = body.get("evalMatches") or []
     value = next(
-        (m.get("value") for m in matches if isinstance(m, Mapping) and isinstance(m.get("value"), int | float)),
+        (
+            m.get("value")
+            for m in matches
+            if isinstance(m, Mapping) and isinstance(m.get("value"), int | float)
+        ),
         None,
     )
     alert = IncomingAlert(

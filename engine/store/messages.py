@@ -57,6 +57,7 @@ def add_draft(
         incident_id=incident_id,
         title=draft.title,
         body=draft.body,
+        original_body=draft.body,
         tone=draft.tone,
         channels=list(draft.channels),
         status=MessageStatus.DRAFT.value,

@@ -408,6 +408,8 @@ class CustomerMessage(Base):
     incident_id: Mapped[str] = incident_fk()
     title: Mapped[str]
     body: Mapped[str] = mapped_column(Text)
+    # The draft as the policy wrote it; ``body`` holds a reviewer's edits.
+    original_body: Mapped[str | None] = mapped_column(Text)
     tone: Mapped[str]
     channels: Mapped[list[Any]]
     status: Mapped[str] = mapped_column(default="draft")

@@ -247,6 +247,7 @@ def upgrade() -> None:
         sa.Column("incident_id", sa.String(), nullable=False),
         sa.Column("title", sa.String(), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
+        sa.Column("original_body", sa.Text(), nullable=True),
         sa.Column("tone", sa.String(), nullable=False),
         sa.Column("channels", JSON_DOC, nullable=False),
         sa.Column("status", sa.String(), nullable=False),

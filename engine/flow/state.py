@@ -1,0 +1,142 @@
+"""Rebuilding an incident's facts from what the store holds.
+
+A stage never trusts memory from an earlier stage: it reads the incident,
+its latest alert, the snapshot of this round and the outcomes committed so
+far, and composes the facts document from them. That is what lets a worker
+that took over a half-done incident carry on from the last committed stage,
+and what makes every evaluation replayable from stored rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.store.models import (
+    ActionStatus,
+    Alert,
+    Impact,
+    Incident,
+    IncidentAction,
+    IncidentEvent,
+    Organization,
+    Snapshot,
+)
+
+Facts = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FlowState:
+    incident: Incident
+    org: Organization
+    alert: Facts
+    posted: Facts
+    initial: Snapshot | None
+    latest: Snapshot | None
+
+    def base(self, now: datetime) -> Facts:
+        """alert, snapshot (this round's first), incident and org facts."""
+        return {
+            "alert": self.alert,
+            "snapshot": dict(self.initial.facts) if self.initial else {},
+            "incident": incident_facts(self.incident, now),
+            "org": {"name": self.org.name, "auto_execute": self.org.auto_execute},
+        }
+
+
+def load(session: Session, incident: Incident) -> FlowState:
+    alert = session.scalars(
+        select(Alert)
+        .where(Alert.incident_id == incident.id, Alert.status == "firing")
+        .order_by(Alert.received_at.desc(), Alert.id.desc())
+        .limit(1)
+    ).first()
+    facts = dict(alert.facts) if alert else {}
+    posted = facts.pop("posted_snapshot", {}) or {}
+    return FlowState(
+        incident=incident,
+        org=session.get_one(Organization, incident.org_id),
+        alert=facts,
+        posted=posted,
+        initial=_snapshot(session, incident.id, "initial"),
+        latest=_snapshot(session, incident.id, None),
+    )
+
+
+def _snapshot(
+    session: Session, incident_id: str, purpose: str | None
+) -> Snapshot | None:
+    query = select(Snapshot).where(Snapshot.incident_id == incident_id)
+    if purpose:
+        query = query.where(Snapshot.purpose == purpose)
+    ordered = query.order_by(Snapshot.taken_at.desc(), Snapshot.id.desc()).limit(1)
+    return session.scalars(ordered).first()
+
+
+def incident_facts(incident: Incident, now: datetime) -> Facts:
+    return {
+        "severity": incident.severity,
+        "status": incident.status,
+        "type": incident.type,
+        "age_minutes": round((now - incident.created_at).total_seconds() / 60, 1),
+        "alert_count": incident.alert_count,
+    }
+
+
+def latest_event(session: Session, incident_id: str, kind: str) -> IncidentEvent | None:
+    query = (
+        select(IncidentEvent)
+        .where(IncidentEvent.incident_id == incident_id, IncidentEvent.kind == kind)
+        .order_by(IncidentEvent.id.desc())
+        .limit(1)
+    )
+    return session.scalars(query).first()
+
+
+def decision(session: Session, incident_id: str, name: str) -> dict[str, Any]:
+    """The last recorded value of a decision point (``value``, ``rule``)."""
+    event = latest_event(session, incident_id, f"decision.{name}")
+    return dict(event.data) if event else {}
+
+
+def latest_impact(session: Session, incident_id: str) -> Impact | None:
+    query = (
+        select(Impact)
+        .where(Impact.incident_id == incident_id)
+        .order_by(Impact.assessed_at.desc(), Impact.id.desc())
+        .limit(1)
+    )
+    return session.scalars(query).first()
+
+
+def round_actions(
+    session: Session, incident_id: str, since: datetime
+) -> list[IncidentAction]:
+    """This round's stabilize actions (planned at or after ``since``)."""
+    query = (
+        select(IncidentAction)
+        .where(
+            IncidentAction.incident_id == incident_id,
+            IncidentAction.origin == "stabilize",
+            IncidentAction.planned_at >= since,
+        )
+        .order_by(IncidentAction.planned_at, IncidentAction.id)
+    )
+    return list(session.scalars(query))
+
+
+def stabilization(actions: list[IncidentAction], breaker_open: bool) -> Facts:
+    statuses = [a.status for a in actions]
+    return {
+        "actions_planned": len(statuses),
+        "actions_succeeded": statuses.count(ActionStatus.SUCCEEDED.value),
+        "actions_refused": statuses.count(ActionStatus.REFUSED.value),
+        "actions_failed": statuses.count(ActionStatus.FAILED.value)
+        + statuses.count(ActionStatus.INTERRUPTED.value),
+        "breaker_open": breaker_open,
+    }
