@@ -92,3 +92,12 @@ def _emit(text: str, data: Any, fmt: str) -> None:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
     else:
         click.echo(text)
+
+
+def _register() -> None:
+    from api.replay_command import replay_command
+
+    main.add_command(replay_command)
+
+
+_register()

@@ -49,6 +49,7 @@ from engine.store.messages import DraftIn, add_draft
 from engine.store.models import (
     SEVERITY_RANK,
     Incident,
+    IncidentAction,
     IncidentStatus,
     Job,
     Recommendation,
@@ -220,8 +221,9 @@ class Worker:
 
     def _new_round_due(self, session: Session, incident: Incident) -> bool:
         last = flow_state.latest_event(session, incident.id, "round.started")
+        last = last or flow_state.latest_event(session, incident.id, "incident.opened")
         started = last.at if last else incident.created_at
-        severity = (last.data.get("severity") if last else None) or Severity.INFO.value
+        severity = (last.data.get("severity") if last else None) or incident.severity
         rose = (
             SEVERITY_RANK[Severity(incident.severity)]
             > SEVERITY_RANK[Severity(severity)]
@@ -632,7 +634,10 @@ class Worker:
             )
             outcome = recommend_stage.recommend(policy, with_impact(facts, assessed))
             expires = self.now + timedelta(seconds=self.deps.approval_ttl_s)
+            done = _already_done(session, incident_id)
             for rec in outcome.recommendations:
+                if rec.action and (rec.action, rec.target) in done:
+                    continue  # stabilize already did it: nothing to approve
                 self._add_recommendation(session, incident, rec, expires)
             self._record(
                 session,
@@ -769,6 +774,16 @@ class Worker:
     @property
     def executors_for(self) -> Callable[[Policy], execution.Executors]:
         return self._executors
+
+
+def _already_done(session: Session, incident_id: str) -> set[tuple[str, str]]:
+    rows = session.execute(
+        select(IncidentAction.action, IncidentAction.target).where(
+            IncidentAction.incident_id == incident_id,
+            IncidentAction.status == "succeeded",
+        )
+    )
+    return {(action, target) for action, target in rows}
 
 
 def _item(snapshot: Mapping[str, Any], target: str) -> dict[str, Any] | None:
