@@ -108,8 +108,10 @@ def same(left: object, right: object) -> bool:
     return left == right
 
 
-def _regex_holds(value: object, pattern: str) -> bool:
-    return isinstance(value, str) and patterns.fullmatch(pattern, value)
+def _regex_holds(value: object, pattern: object) -> bool:
+    if not isinstance(value, str) or not isinstance(pattern, str):
+        return False
+    return patterns.fullmatch(pattern, value)
 
 
 def _contains(value: object, operand: object) -> bool:
