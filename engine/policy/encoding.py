@@ -102,7 +102,15 @@ class Scope:
 
 
 def _hashable(operand: Any) -> Any:
-    return tuple(operand) if isinstance(operand, list) else operand
+    # True == 1 == 1.0 for a dict, not for the operators: key by kind too.
+    if isinstance(operand, bool):
+        return ("bool", operand)
+    number = as_number(operand)
+    if number is not None:
+        return ("number", number)
+    if isinstance(operand, list | tuple):
+        return ("list", tuple(_hashable(item) for item in operand))
+    return (type(operand).__name__, operand)
 
 
 def tag(value: Any) -> str:
