@@ -81,6 +81,7 @@ class EngineRuleset:
     def __init__(self, definition: str, label: str) -> None:
         """Create the ruleset from its JSON text; ``label`` names it in logs."""
         self.name = _unique_name(label)
+        self.definition = definition
         self._lock = threading.Lock()
         try:
             self._handle: int = _engine.create_ruleset(self.name, definition)
