@@ -28,6 +28,7 @@ property identity) differ from each other and from ``id`` and ``sid``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -35,7 +36,6 @@ from typing import Any
 
 from engine.policy import wire
 from engine.policy.operators import SCALAR_PREDICATES, as_number
-from engine.policy.verdicts import lookup
 
 ITEM_PREFIX = "$i."
 KIND_NAME = "k"
@@ -150,6 +150,10 @@ def _writer(slot: Slot, items: Scope | None) -> Writer:
 
 
 def _number(value: Any, otherwise: str) -> str:
+    if value is None:
+        return otherwise
+    if type(value) is float:  # the common case, without the generic checks
+        return wire.number(value) if math.isfinite(value) else otherwise
     number = as_number(value)
     return otherwise if number is None else wire.number(number)
 
@@ -159,13 +163,14 @@ def _text(value: Any) -> str:
 
 
 def _items_writer(head: str, scope: Scope) -> Writer:
-    readers = _readers(scope, {})
+    reader = _reader(scope, {})
 
     def item(value: Any) -> str:
-        if not isinstance(value, Mapping):
+        if not _is_mapping(value):
             return '{"k":"x"}'
-        members = ['"k":"o"', *_members(readers, value)]
-        return "{" + ",".join(members) + "}"
+        found: list[str | None] = [None] * len(scope.slots)
+        reader.read(value, found)
+        return '{"k":"o",' + ",".join(m for m in found if m is not None) + "}"
 
     def write(value: Any) -> str | None:
         if not isinstance(value, list):
@@ -175,27 +180,53 @@ def _items_writer(head: str, scope: Scope) -> Writer:
     return write
 
 
-Reader = tuple[str, tuple[tuple[int, Writer], ...]]
-"""A path and the writers of every slot read from it."""
+def _is_mapping(value: Any) -> bool:
+    return type(value) is dict or isinstance(value, Mapping)
 
 
-def _readers(scope: Scope, items: Mapping[str, Scope]) -> tuple[Reader, ...]:
-    by_path: dict[str, list[tuple[int, Writer]]] = {}
+@dataclass
+class _Node:
+    """One key of the paths a scope reads, with the slots read at it.
+
+    Reading walks the facts once along this tree, so paths that share a
+    prefix (``snapshot.memory.percent``, ``snapshot.memory.limit_percent``)
+    look the prefix up once; a missing or non-mapping step makes every
+    path below it missing, as ``verdicts.lookup`` does.
+    """
+
+    writers: list[tuple[int, Writer]] = field(default_factory=list)
+    children: dict[str, _Node] = field(default_factory=dict)
+    absent: list[tuple[int, str | None]] = field(default_factory=list)
+
+    def freeze(self) -> None:
+        """Write, once, what every slot below holds when this value is missing."""
+        for child in self.children.values():
+            child.freeze()
+        self.absent = [(index, write(None)) for index, write in self.writers]
+        for child in self.children.values():
+            self.absent.extend(child.absent)
+
+    def read(self, value: Any, found: list[str | None]) -> None:
+        if value is None:
+            for index, member in self.absent:
+                found[index] = member
+            return
+        for index, write in self.writers:
+            found[index] = write(value)
+        mapping = value if _is_mapping(value) else {}
+        for key, child in self.children.items():
+            child.read(mapping.get(key), found)
+
+
+def _reader(scope: Scope, items: Mapping[str, Scope]) -> _Node:
+    root = _Node()
     for slot in scope.slots:
-        writer = _writer(slot, items.get(slot.path))
-        by_path.setdefault(slot.path, []).append((slot.index, writer))
-    return tuple((path, tuple(writers)) for path, writers in by_path.items())
-
-
-def _members(readers: tuple[Reader, ...], facts: Mapping[str, Any]) -> list[str]:
-    members = []
-    for path, writers in readers:
-        value = lookup(facts, path)
-        for _, write in writers:
-            member = write(value)
-            if member is not None:
-                members.append(member)
-    return members
+        node = root
+        for key in slot.path.split("."):
+            node = node.children.setdefault(key, _Node())
+        node.writers.append((slot.index, _writer(slot, items.get(slot.path))))
+    root.freeze()
+    return root
 
 
 @dataclass
@@ -204,23 +235,20 @@ class Layout:
 
     top: Scope = field(default_factory=Scope)
     items: dict[str, Scope] = field(default_factory=dict)
-    _readers: tuple[Reader, ...] | None = None
+    _reader: _Node | None = None
 
     def item_scope(self, path: str) -> Scope:
         return self.items.setdefault(path, Scope(ITEM_PREFIX))
 
     def freeze(self) -> None:
         """Build the writers once every rule has asked for its slots."""
-        self._readers = _readers(self.top, self.items)
+        self._reader = _reader(self.top, self.items)
 
     def members(self, facts: Mapping[str, Any]) -> list[str | None]:
         """Each top-level slot's ``"key":value`` text, by slot index."""
-        if self._readers is None:
+        if self._reader is None:
             self.freeze()
-        assert self._readers is not None
+        assert self._reader is not None
         found: list[str | None] = [None] * len(self.top.slots)
-        for path, writers in self._readers:
-            value = lookup(facts, path)
-            for index, write in writers:
-                found[index] = write(value)
+        self._reader.read(facts, found)
         return found
