@@ -57,8 +57,12 @@ def pin_to_one_core() -> int:
 
 
 def measure(
-    name: str, backend: str, run: Callable[[Facts], Any], facts: Sequence[Facts],
-    count: int, note: str = "",
+    name: str,
+    backend: str,
+    run: Callable[[Facts], Any],
+    facts: Sequence[Facts],
+    count: int,
+    note: str = "",
 ) -> Row:
     for document in facts[:50]:
         run(document)  # warm caches
@@ -118,7 +122,11 @@ def hand_written_classify(thresholds: Mapping[str, Any]) -> Callable[[Facts], An
         node: Any = facts
         for part in path:
             node = node.get(part) if isinstance(node, dict) else None
-        return node if isinstance(node, int | float) and not isinstance(node, bool) else None
+        return (
+            node
+            if isinstance(node, int | float) and not isinstance(node, bool)
+            else None
+        )
 
     def ge(value: float | None, limit: float) -> bool:
         return value is not None and value >= limit
@@ -199,7 +207,7 @@ def hand_written_classify(thresholds: Mapping[str, Any]) -> Callable[[Facts], An
 
 def durable_lang_classify(thresholds: Mapping[str, Any]) -> Callable[[Facts], Any]:
     """The shipped classify rules in durable_rules' own DSL, run the usual way."""
-    from durable.lang import (  # noqa: PLC0415 - a comparison, not our code path
+    from durable.lang import (
         assert_fact,
         m,
         retract_fact,
@@ -219,9 +227,9 @@ def durable_lang_classify(thresholds: Mapping[str, Any]) -> Callable[[Facts], An
         when_any(d.max_percent >= t["disk.critical_percent"], d.write_errors >= 1)(
             fire("disk-full")
         )
-        when_any(mem.percent >= t["memory.critical_percent"], mem.oom_kills_recent >= 1)(
-            fire("memory-exhausted-host")
-        )
+        when_any(
+            mem.percent >= t["memory.critical_percent"], mem.oom_kills_recent >= 1
+        )(fire("memory-exhausted-host"))
         when_all(s.dns.failure_rate >= t["dns.failure_rate"])(fire("dns-failing"))
         when_all(s.network.packet_loss_percent >= t["network.packet_loss_percent"])(
             fire("packet-loss")
@@ -267,7 +275,13 @@ def durable_lang_classify(thresholds: Mapping[str, Any]) -> Callable[[Facts], An
 
 
 PATHS = [f"snapshot.gen.m{n}" for n in range(60)]
-KINDS = ["threshold_exceeded", "health_check_failure", "manual", "deploy", "error_rate_spike"]
+KINDS = [
+    "threshold_exceeded",
+    "health_check_failure",
+    "manual",
+    "deploy",
+    "error_rate_spike",
+]
 
 
 def generated_rule(rng: random.Random, number: int) -> dict[str, Any]:
@@ -278,7 +292,11 @@ def generated_rule(rng: random.Random, number: int) -> dict[str, Any]:
         leaves.append({"alert.kind": {"eq": rng.choice(KINDS)}})
     elif shape < 0.5:
         leaves.append(
-            {"any": [{rng.choice(PATHS): {"lte": rng.randint(1, 50)}} for _ in range(2)]}
+            {
+                "any": [
+                    {rng.choice(PATHS): {"lte": rng.randint(1, 50)}} for _ in range(2)
+                ]
+            }
         )
     elif shape < 0.6:
         leaves.append({"none": [{rng.choice(PATHS): {"gte": rng.randint(50, 99)}}]})
@@ -329,10 +347,14 @@ def resident_mb_with_shipped_policy() -> float:
         "from engine.policy.loader import load\n"
         f"policy = compile_policy(load(Path({str(RULES)!r})))\n"
         "status = Path('/proc/self/status').read_text()\n"
-        "print(next(l.split()[1] for l in status.splitlines() if l.startswith('VmRSS')))\n"
+        "rss = [l.split()[1] for l in status.splitlines() if l.startswith('VmRSS')]\n"
+        "print(rss[0])\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
         cwd=ROOT,
     )
     return int(done.stdout.strip()) / 1024
@@ -345,17 +367,50 @@ def shipped_rows(scale: float) -> list[Row]:
     thresholds = source.thresholds.values
     n = max(1, int(20_000 * scale))
     rows = [
-        measure("classify (shipped)", "durable_rules", lambda f: durable.evaluate("classify", f), facts, n,
-                f"{rulesets(durable, 'classify')} ruleset(s)"),
-        measure("classify (shipped)", "python linear", lambda f: python.evaluate("classify", f), facts, n),
-        measure("classify (shipped)", "plain python (floor)", hand_written_classify(thresholds), facts, n),
-        measure("classify (shipped)", "durable.lang host", durable_lang_classify(thresholds), facts,
-                max(1, n // 4)),
+        measure(
+            "classify (shipped)",
+            "durable_rules",
+            lambda f: durable.evaluate("classify", f),
+            facts,
+            n,
+            f"{rulesets(durable, 'classify')} ruleset(s)",
+        ),
+        measure(
+            "classify (shipped)",
+            "python linear",
+            lambda f: python.evaluate("classify", f),
+            facts,
+            n,
+        ),
+        measure(
+            "classify (shipped)",
+            "plain python (floor)",
+            hand_written_classify(thresholds),
+            facts,
+            n,
+        ),
+        measure(
+            "classify (shipped)",
+            "durable.lang host",
+            durable_lang_classify(thresholds),
+            facts,
+            max(1, n // 4),
+        ),
     ]
     m = max(1, int(4_000 * scale))
-    rows.append(measure("all stages (shipped)", "durable_rules", all_stages(durable), facts, m,
-                        f"{rulesets(durable)} ruleset(s)"))
-    rows.append(measure("all stages (shipped)", "python linear", all_stages(python), facts, m))
+    rows.append(
+        measure(
+            "all stages (shipped)",
+            "durable_rules",
+            all_stages(durable),
+            facts,
+            m,
+            f"{rulesets(durable)} ruleset(s)",
+        )
+    )
+    rows.append(
+        measure("all stages (shipped)", "python linear", all_stages(python), facts, m)
+    )
     return rows
 
 
@@ -370,14 +425,25 @@ def generated_rows(scale: float) -> list[Row]:
         name = f"generated {count} rules"
         run_durable = lambda f, p=durable: p.evaluate("classify", f)  # noqa: E731
         run_python = lambda f, p=python: p.evaluate("classify", f)  # noqa: E731
-        rows.append(measure(name, "durable_rules", run_durable, facts, n,
-                            f"{rulesets(durable, 'classify')} ruleset(s)"))
+        rows.append(
+            measure(
+                name,
+                "durable_rules",
+                run_durable,
+                facts,
+                n,
+                f"{rulesets(durable, 'classify')} ruleset(s)",
+            )
+        )
         rows.append(measure(name, "python linear", run_python, facts, n))
     return rows
 
 
 def print_table(rows: Sequence[Row]) -> None:
-    header = f"{'workload':24} {'backend':22} {'eval/s':>10} {'p50 us':>9} {'p99 us':>9}  note"
+    header = (
+        f"{'workload':24} {'backend':22} {'eval/s':>10} {'p50 us':>9} "
+        f"{'p99 us':>9}  note"
+    )
     print(header)
     print("-" * len(header))
     for row in rows:
