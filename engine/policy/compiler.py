@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -260,7 +260,7 @@ def _refs(expr: Expr) -> set[str]:
 
 
 def _pack(
-    lowered: list[tuple[int, Expr]], slots_of: Any
+    lowered: list[tuple[int, Expr]], slots_of: Callable[[Expr], frozenset[int]]
 ) -> list[list[tuple[int, Expr]]]:
     """Group rules into rulesets, each within the engine's limits."""
     ordered = sorted(lowered, key=lambda pair: to_json(pair[1]))
