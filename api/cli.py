@@ -12,10 +12,11 @@ import click
 from engine.errors import IncidentPolicyError
 from engine.policy import checker, explain, ruletests
 from engine.policy.loader import load
-from engine.policy.policy import Compile, compile_python
+from engine.policy.compiler import compile_policy
+from engine.policy.policy import Compile
 from engine.runtime import SystemClock
 
-COMPILE: Compile = compile_python
+COMPILE: Compile = compile_policy
 """The backend ``rules`` commands compile the policy with: the service's."""
 
 FORMATS = click.Choice(["text", "json"])

@@ -29,7 +29,8 @@ from engine.actions.base import (
 from engine.actions.base import EXECUTORS
 from engine.facts.base import Snapshot
 from engine.flow.runner import FlowDeps, Worker
-from engine.policy.policy import python_policy
+from engine.policy.compiler import compile_policy
+from engine.policy.loader import load
 from engine.runtime import Runtime
 from engine.store.db import open_database
 
@@ -82,7 +83,7 @@ def main(config_path: str) -> int:
     config = json.loads(Path(config_path).read_text())
     runtime = Runtime.system()
     database = open_database(config["database_url"])
-    policy = python_policy(Path(config["rules"]))
+    policy = compile_policy(load(Path(config["rules"])))
     journal = Path(config["journal"])
     executors = {
         name: JournalExecutor(name, journal, float(config.get("slow_action_s", 0)))

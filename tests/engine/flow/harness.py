@@ -20,7 +20,9 @@ from engine.actions.registry import RecordingExecutor, recording_executors
 from engine.facts.base import Snapshot
 from engine.flow.accept import Accepted, accept
 from engine.flow.runner import FlowDeps, Worker
-from engine.policy.policy import Policy, python_policy
+from engine.policy.compiler import compile_policy
+from engine.policy.loader import load
+from engine.policy.policy import Policy
 from engine.runtime import FixedClock, Runtime, SequentialIds, SubprocessRunner
 from engine.sources.alert import IncomingAlert
 from engine.sources.generic import GenericAlertIn, to_alert
@@ -81,7 +83,7 @@ class Harness:
 
     def __post_init__(self) -> None:
         self.snapshots.clock = self.clock
-        self.policy = python_policy(self.rules)
+        self.policy = compile_policy(load(self.rules))
         runtime = Runtime(clock=self.clock, ids=self.ids, commands=SubprocessRunner())
         self.deps = FlowDeps(
             sessions=self.db.sessions,
@@ -103,7 +105,7 @@ class Harness:
             self.org_id = org.id
 
     def reload(self) -> str:
-        self.policy = python_policy(self.rules)
+        self.policy = compile_policy(load(self.rules))
         return self.policy.version
 
     def post(self, alert: IncomingAlert | None = None, **fields: Any) -> Accepted:

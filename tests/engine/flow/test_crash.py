@@ -26,7 +26,8 @@ import pytest
 from sqlalchemy import func, select
 
 from engine.flow.accept import accept
-from engine.policy.policy import python_policy
+from engine.policy.compiler import compile_policy
+from engine.policy.loader import load
 from engine.runtime import SystemClock, SortableIds
 from engine.sources.generic import GenericAlertIn, to_alert
 from engine.store.db import Database
@@ -51,7 +52,7 @@ class Crash:
         with db.sessions.begin() as session:
             self.org_id = create_org(session, ids=ids, name="crash", now=SystemClock().now()).id
             accepted = accept(
-                session, python_policy(self.rules), self.org_id,
+                session, compile_policy(load(self.rules)), self.org_id,
                 to_alert(GenericAlertIn(kind="threshold_exceeded", name="DiskFull")),
                 ids=ids, now=SystemClock().now(),
             )

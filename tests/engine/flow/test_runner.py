@@ -305,12 +305,10 @@ def test_times_are_aware_utc_everywhere(db, clock, ids, tmp_path) -> None:
     [f"case-s{n:02d}" for n in range(1, 13)],
 )
 def test_every_scenario_is_classified_as_its_postmortem_says(
-    db, clock, ids, tmp_path, name
+    sqlite_db, clock, ids, tmp_path, name
 ) -> None:
-    if "postgres" in str(db.url):
-        pytest.skip("the scenario sweep runs on SQLite; PostgreSQL runs the rest")
     document = load_json(f"scenarios/{name}.json")
-    h = harness(db, clock, ids, tmp_path, name)
+    h = harness(sqlite_db, clock, ids, tmp_path, name)
 
     opened = h.post(name=name, severity="critical")
     h.drain()
