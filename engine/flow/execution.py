@@ -2,29 +2,32 @@
 
 The order is what makes "never run twice" hold across crashes. An action is
 planned under a run key (the same key after a restart finds the same row).
-Just before it runs, the guards are checked against the history in the
-database and the row moves from planned to running (or to refused), and
-that is **committed before the command starts**. A worker that dies while
-the command runs leaves the row ``running``; the next worker marks it
-``interrupted`` and never starts it again. The per-target lock keeps two
-incidents (or two workers) off one target at once. Verification reads a
-fresh snapshot: the catalog's ``verify`` condition and the executor's own.
+Just before it runs, the guards are checked against the history of past
+runs and the row moves from planned to running, and that is **committed
+before the command starts**. A worker that dies while the command runs
+leaves the row ``running``; the next worker marks it ``interrupted`` and
+never starts it again. Dry runs change nothing on the host, so they skip the
+"running" mark. The per-target lock keeps two incidents (or two workers)
+off one target at once. Verification reads a fresh snapshot: the catalog's
+``verify`` condition and the executor's own check.
 
-The functions work on many actions at once, so a worker can start a
-batch of incidents' actions in one transaction and finish them in another.
+The functions work on many actions at once so that a worker can guard a
+batch of incidents' actions in one transaction; the guard history is read
+once per batch (``GuardHistory``) and kept current as actions start.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from engine.actions.base import (
     ActionRequest,
@@ -41,7 +44,8 @@ from engine.flow.outcomes import PlannedAction
 from engine.policy.policy import Policy
 from engine.runtime import Runtime
 from engine.store import actions as action_rows
-from engine.store.events import EventIn, append_events
+from engine.store.bulk import Rows
+from engine.store.events import EventIn
 from engine.store.models import ActionStatus, IncidentAction
 from engine.telemetry import ACTIONS
 
@@ -73,11 +77,14 @@ class Pending:
     """A planned action row with what deciding and running it needs."""
 
     row_id: str
+    org_id: str
     planned: PlannedAction
     facts: Mapping[str, Any]
     incident_id: str
     automatic: bool
     actor: str
+    origin: str = "stabilize"
+    status: str = ActionStatus.PLANNED.value
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,8 @@ class Ran:
     """One action as it ended, for the brief and for verification."""
 
     row_id: str
+    org_id: str
+    incident_id: str
     planned: PlannedAction
     status: str
     message: str
@@ -99,8 +108,74 @@ class Ran:
     result: ExecutionResult | None = None
 
 
-def plan(
-    session: Session,
+@dataclass
+class GuardHistory:
+    """Past runs the guards need, read once per batch and kept current."""
+
+    now: datetime
+    last_run: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    hour_runs: Counter[str] = field(default_factory=Counter)
+    ineffective: Counter[str] = field(default_factory=Counter)
+
+    @classmethod
+    def load(
+        cls, session: Session, pending: Sequence[Pending], now: datetime
+    ) -> GuardHistory:
+        found = cls(now)
+        actions = sorted({p.planned.action for p in pending})
+        incidents = sorted({p.incident_id for p in pending})
+        if not actions:
+            return found
+        # Host-wide: a target's cooldown holds across organizations.
+        lasts = session.execute(
+            select(IncidentAction.action, IncidentAction.target, func.max(IncidentAction.started_at))
+            .where(IncidentAction.action.in_(actions), IncidentAction.status.in_(COUNTED))
+            .group_by(IncidentAction.action, IncidentAction.target)
+        )
+        found.last_run = {(a, t): at for a, t, at in lasts if at is not None}
+        hours = session.execute(
+            select(IncidentAction.action, func.count())
+            .where(
+                IncidentAction.action.in_(actions),
+                IncidentAction.started_at >= now - timedelta(hours=1),
+                IncidentAction.status.in_(COUNTED),
+            )
+            .group_by(IncidentAction.action)
+        )
+        found.hour_runs = Counter({a: int(n) for a, n in hours})
+        found.ineffective = ineffective_runs(session, incidents)
+        return found
+
+    def of(self, incident_id: str, planned: PlannedAction) -> guards.ActionHistory:
+        return guards.ActionHistory(
+            last_run_at=self.last_run.get((planned.action, planned.target)),
+            runs_last_hour=self.hour_runs[planned.action],
+            ineffective_runs=self.ineffective[incident_id],
+        )
+
+    def started(self, planned: PlannedAction, at: datetime) -> None:
+        self.last_run[(planned.action, planned.target)] = at
+        self.hour_runs[planned.action] += 1
+
+
+def ineffective_runs(session: Session, incident_ids: Iterable[str]) -> Counter[str]:
+    """Automatic actions per incident that ran but did not make it stable."""
+    rows = session.execute(
+        select(IncidentAction.incident_id, IncidentAction.verification).where(
+            IncidentAction.incident_id.in_(list(incident_ids)),
+            IncidentAction.status == ActionStatus.SUCCEEDED.value,
+            IncidentAction.origin == "stabilize",
+        )
+    )
+    found: Counter[str] = Counter()
+    for incident_id, verification in rows:
+        if isinstance(verification, dict) and verification.get("effective") is False:
+            found[incident_id] += 1
+    return found
+
+
+def plan_row(
+    rows: Rows,
     deps: Executors,
     org_id: str,
     incident_id: str,
@@ -108,139 +183,108 @@ def plan(
     *,
     run_key: str,
     origin: str,
-) -> IncidentAction:
-    """The row of ``planned`` (created once per run key)."""
+) -> str:
+    """Add the planned row of a new action to ``rows``; return its id."""
     spec = deps.policy.source.catalog.actions.get(planned.action)
-    return action_rows.plan_action(
-        session,
-        action_rows.ActionPlan(
-            run_key=run_key,
-            action=planned.action,
-            target=planned.target,
-            executor=spec.executor if spec else "none",
-            origin=origin,
-            mode=deps.mode_override or deps.policy.source.catalog.mode,
-            rule_id=planned.rule_id,
-        ),
-        ids=deps.runtime.ids,
+    row_id = deps.runtime.ids.new("act")
+    rows.add(
+        IncidentAction,
+        id=row_id,
         org_id=org_id,
         incident_id=incident_id,
-        now=deps.runtime.clock.now(),
-    ).action
-
-
-def history(
-    session: Session, incident_id: str, planned: PlannedAction, now: datetime
-) -> guards.ActionHistory:
-    """Past runs, host-wide: a target's cooldown holds across organizations."""
-    last = session.scalar(
-        select(func.max(IncidentAction.started_at)).where(
-            IncidentAction.action == planned.action,
-            IncidentAction.target == planned.target,
-            IncidentAction.status.in_(COUNTED),
-        )
+        run_key=run_key,
+        action=planned.action,
+        target=planned.target,
+        executor=spec.executor if spec else "none",
+        origin=origin,
+        rule_id=planned.rule_id,
+        mode=deps.mode_override or deps.policy.source.catalog.mode,
+        status=ActionStatus.PLANNED.value,
+        command=[],
+        output_tail="",
+        planned_at=deps.runtime.clock.now(),
     )
-    hour = session.scalar(
-        select(func.count()).where(
-            IncidentAction.action == planned.action,
-            IncidentAction.started_at >= now - timedelta(hours=1),
-            IncidentAction.status.in_(COUNTED),
-        )
-    )
-    return guards.ActionHistory(
-        last_run_at=last,
-        runs_last_hour=int(hour or 0),
-        ineffective_runs=ineffective_runs(session, incident_id),
-    )
-
-
-def ineffective_runs(session: Session, incident_id: str) -> int:
-    rows = session.scalars(
-        select(IncidentAction.verification).where(
-            IncidentAction.incident_id == incident_id,
-            IncidentAction.status == ActionStatus.SUCCEEDED.value,
-        )
-    )
-    return sum(1 for v in rows if isinstance(v, dict) and v.get("effective") is False)
+    return row_id
 
 
 def start(
     session: Session,
+    rows: Rows,
+    events: list[EventIn],
     deps: Executors,
+    history: GuardHistory,
     pending: Sequence[Pending],
     *,
-    defer_real: bool = False,
+    defer_real: bool,
 ) -> tuple[list[Started], list[Ran], list[Pending]]:
     """Guard each pending action: start it, or record the refusal.
 
     With ``defer_real``, an action that would really run is left planned and
     returned, so the caller starts it alone right before running it: a crash
-    then interrupts at most the one action under way. Dry runs change
-    nothing and start together. The caller commits before running anything.
+    then interrupts at most the one action under way. Started real actions
+    are marked running at once (``start_action``); the caller commits before
+    running anything.
     """
     started: list[Started] = []
     refused: list[Ran] = []
     deferred: list[Pending] = []
-    events: list[EventIn] = []
     now = deps.runtime.clock.now()
     for item in pending:
-        row = session.get_one(IncidentAction, item.row_id)
-        if row.status != ActionStatus.PLANNED.value:
-            refused.append(Ran(row.id, item.planned, row.status, row.refusal_message or ""))
+        if item.status != ActionStatus.PLANNED.value:
             continue
         spec = deps.policy.source.catalog.actions.get(item.planned.action)
         verdict = guards.check(
             deps.policy,
             item.planned,
             item.facts,
-            history(session, item.incident_id, item.planned, now),
+            history.of(item.incident_id, item.planned),
             now,
             automatic=item.automatic,
             mode_override=deps.mode_override,
         )
-        row.mode, row.guard_verdict = verdict.mode, verdict.code
         if spec is None or not verdict.allowed:
-            refused.append(_refuse(session, row, item, verdict, now, events))
+            refused.append(_refuse(rows, events, item, verdict, now))
             continue
         if verdict.dry_run:
-            # A dry run changes nothing: it needs no durable "running" mark,
-            # and it must not count as a run for the guards of the others.
+            rows.change(IncidentAction, item.row_id, mode=verdict.mode, guard_verdict=verdict.code)
             started.append(Started(item, spec, verdict))
             continue
         if defer_real:
             deferred.append(item)
             continue
-        action_rows.start_action(session, row.id, now=now)
-        session.flush()
-        events.append(_event(row, now, "action.started", item.actor, verdict.message))
+        rows.change(IncidentAction, item.row_id, mode=verdict.mode, guard_verdict=verdict.code)
+        rows.write(session)
+        action_rows.start_action(session, item.row_id, now=now)
+        history.started(item.planned, now)
+        events.append(_event(item, now, "action.started", item.actor, verdict.message))
         started.append(Started(item, spec, verdict))
-    append_events(session, events)
     return started, refused, deferred
 
 
 def _refuse(
-    session: Session,
-    row: IncidentAction,
+    rows: Rows,
+    events: list[EventIn],
     item: Pending,
     verdict: guards.GuardVerdict,
     now: datetime,
-    events: list[EventIn],
 ) -> Ran:
-    action_rows.finish_action(
-        session,
-        row.id,
-        action_rows.ActionOutcome(
-            status=ActionStatus.REFUSED.value,
-            guard_verdict=verdict.code,
-            refusal_code=verdict.code,
-            refusal_message=verdict.message,
-        ),
-        now=now,
+    rows.change(
+        IncidentAction,
+        item.row_id,
+        mode=verdict.mode,
+        status=ActionStatus.REFUSED.value,
+        guard_verdict=verdict.code,
+        refusal_code=verdict.code,
+        refusal_message=verdict.message,
+        finished_at=now,
     )
-    events.append(_event(row, now, "action.refused", item.actor, verdict.message))
+    events.append(_event(item, now, "action.refused", item.actor, verdict.message))
     ACTIONS.labels(item.planned.action, "refused").inc()
-    log.info("action.refused", extra={"action": row.action, "code": verdict.code})
-    return Ran(row.id, item.planned, ActionStatus.REFUSED.value, verdict.message)
+    log.info("action.refused", extra={"action": item.planned.action, "code": verdict.code})
+    return Ran(
+        item.row_id, item.org_id, item.incident_id, item.planned,
+        ActionStatus.REFUSED.value, verdict.message,
+    )
 
 
 def run(deps: Executors, started: Started) -> tuple[ActionRequest, ExecutionResult, float]:
@@ -277,29 +321,27 @@ def _run_locked(
 
 
 def finish(
-    session: Session,
+    rows: Rows,
+    events: list[EventIn],
     deps: Executors,
     done: Sequence[tuple[Started, ActionRequest, ExecutionResult, float]],
 ) -> list[Ran]:
     """Record how each started action ended."""
     now = deps.runtime.clock.now()
     ran: list[Ran] = []
-    events: list[EventIn] = []
     for started, request, result, elapsed in done:
         item = started.pending
-        row = action_rows.finish_action(
-            session, item.row_id, _outcome_of(result, started.verdict, elapsed), now=now
-        )
-        refused = result.outcome is Outcome.REFUSED
-        kind = "action.refused" if refused else "action.finished"
-        events.append(_event(row, now, kind, item.actor, summary(result)))
+        rows.change(IncidentAction, item.row_id, **_outcome_of(result, started.verdict, elapsed), finished_at=now)
+        kind = "action.refused" if result.outcome is Outcome.REFUSED else "action.finished"
+        events.append(_event(item, now, kind, item.actor, summary(result)))
         ACTIONS.labels(item.planned.action, result.outcome.value).inc()
         log.info(
             "action.finished",
-            extra={"action": row.action, "target": row.target, "outcome": result.outcome.value},
+            extra={"action": item.planned.action, "target": item.planned.target,
+                   "outcome": result.outcome.value},
         )
-        ran.append(Ran(row.id, item.planned, result.outcome.value, summary(result), request, result))
-    append_events(session, events)
+        ran.append(Ran(item.row_id, item.org_id, item.incident_id, item.planned,
+                       result.outcome.value, summary(result), request, result))
     return ran
 
 
@@ -312,46 +354,21 @@ def summary(result: ExecutionResult) -> str:
 
 def _outcome_of(
     result: ExecutionResult, verdict: guards.GuardVerdict, elapsed: float
-) -> action_rows.ActionOutcome:
+) -> dict[str, Any]:
     refusal = result.refusal
     last = result.steps[-1] if result.steps else None
     tail = "\n".join(step.output_tail for step in result.steps if step.output_tail)
-    return action_rows.ActionOutcome(
-        status=result.outcome.value,
-        command=[list(step.argv) for step in result.steps],
-        exit_status=last.exit_status if last else None,
-        output_tail=tail or result.message,
-        duration_ms=int((result.duration_s or elapsed) * 1000),
-        guard_verdict=verdict.code,
-        refusal_code=refusal.code if refusal else None,
-        refusal_message=summary(result) if refusal else None,
-        undo_data=dict(result.undo_data) or None,
-    )
-
-
-def run_one(
-    sessions: sessionmaker[Session],
-    deps: Executors,
-    org_id: str,
-    pending_plan: tuple[PlannedAction, Mapping[str, Any]],
-    *,
-    incident_id: str,
-    run_key: str,
-    origin: str,
-    automatic: bool,
-    actor: str,
-) -> Ran:
-    """Plan, guard, run and record a single action (approvals use this)."""
-    planned, facts = pending_plan
-    with sessions.begin() as session:
-        row = plan(session, deps, org_id, incident_id, planned, run_key=run_key, origin=origin)
-        pending = Pending(row.id, planned, facts, incident_id, automatic, actor)
-        started, refused, _ = start(session, deps, [pending])
-    if refused:
-        return refused[0]
-    request, result, elapsed = run(deps, started[0])
-    with sessions.begin() as session:
-        return finish(session, deps, [(started[0], request, result, elapsed)])[0]
+    return {
+        "status": result.outcome.value,
+        "command": [list(step.argv) for step in result.steps],
+        "exit_status": last.exit_status if last else None,
+        "output_tail": (tail or result.message)[-action_rows.OUTPUT_TAIL_CHARS:],
+        "duration_ms": int((result.duration_s or elapsed) * 1000),
+        "guard_verdict": verdict.code,
+        "refusal_code": refusal.code if refusal else None,
+        "refusal_message": summary(result) if refusal else None,
+        "undo_data": dict(result.undo_data) or None,
+    }
 
 
 def verifications(
@@ -365,24 +382,41 @@ def verifications(
         assert item.result is not None
         spec = deps.policy.source.catalog.actions[item.planned.action]
         own = deps.executors[spec.executor].verify(item.request, item.result, fresh)
-        target = fresh_target(item.planned, fresh)
-        scoped = {**facts, "snapshot": fresh, "target": target}
+        scoped = {**facts, "snapshot": fresh, "target": fresh_target(item.planned, fresh)}
         declared = guards.verified(deps.policy, spec.name, scoped)
         note = "" if declared is not False else "; the catalog's verify condition does not hold"
-        found[item.row_id] = Verification(own.ok and declared is not False, own.message + note, own.detail)
+        ok = own.ok and declared is not False
+        found[item.row_id] = Verification(ok, own.message + note, own.detail)
     return found
 
 
 def record_verifications(
-    session: Session, deps: Executors, found: Mapping[str, Verification]
+    rows: Rows,
+    events: list[EventIn],
+    ran: Sequence[Ran],
+    found: Mapping[str, Verification],
+    now: datetime,
+    *,
+    effective: Mapping[str, bool] | None = None,
 ) -> None:
-    now = deps.runtime.clock.now()
-    events = []
-    for row_id, verdict in found.items():
-        row = session.get_one(IncidentAction, row_id)
-        row.verification = {"ok": verdict.ok, "message": verdict.message, **verdict.detail}
-        events.append(_event(row, now, "action.verified", "system", verdict.message))
-    append_events(session, events)
+    """Store each verification (and whether the round made things stable)."""
+    for item in ran:
+        verdict = found.get(item.row_id)
+        if verdict is None and item.status != Outcome.SUCCEEDED.value:
+            continue
+        record: dict[str, Any] = {}
+        if verdict is not None:
+            record = {"ok": verdict.ok, "message": verdict.message, **verdict.detail}
+            events.append(EventIn(
+                org_id=item.org_id, incident_id=item.incident_id, at=now, kind="action.verified",
+                actor="system", stage="verify", message=verdict.message[:2000],
+                data={"action_id": item.row_id, "action": item.planned.action,
+                      "target": item.planned.target},
+            ))
+        if effective is not None and item.incident_id in effective:
+            record["effective"] = effective[item.incident_id]
+        if record:
+            rows.change(IncidentAction, item.row_id, verification=record)
 
 
 def fresh_target(planned: PlannedAction, fresh: Mapping[str, Any]) -> dict[str, Any]:
@@ -395,22 +429,15 @@ def fresh_target(planned: PlannedAction, fresh: Mapping[str, Any]) -> dict[str, 
     return {"name": planned.target}
 
 
-def mark_effect(session: Session, row_ids: Sequence[str], effective: bool) -> None:
-    """Record whether the round's actions made the incident stable."""
-    for row_id in row_ids:
-        row = session.get_one(IncidentAction, row_id)
-        if row.status == ActionStatus.SUCCEEDED.value:
-            row.verification = {**(row.verification or {}), "effective": effective}
-
-
-def _event(row: IncidentAction, at: datetime, kind: str, actor: str, message: str) -> EventIn:
+def _event(item: Pending, at: datetime, kind: str, actor: str, message: str) -> EventIn:
     return EventIn(
-        org_id=row.org_id,
-        incident_id=row.incident_id,
+        org_id=item.org_id,
+        incident_id=item.incident_id,
         at=at,
         kind=kind,
         actor=actor,
-        stage=row.origin,
+        stage=item.origin,
         message=message[:2000],
-        data={"action_id": row.id, "action": row.action, "target": row.target},
+        data={"action_id": item.row_id, "action": item.planned.action,
+              "target": item.planned.target},
     )

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.actions.base import Executor
@@ -32,7 +33,15 @@ from engine.flow.snapshots import SnapshotSource
 from engine.policy.policy import Policy
 from engine.runtime import Runtime
 from engine.store import jobs, snapshots
-from engine.store.models import Incident, Job, Recommendation, RecommendationStatus
+from engine.store.bulk import Rows
+from engine.store.events import append_events
+from engine.store.models import (
+    Incident,
+    IncidentAction,
+    Job,
+    Recommendation,
+    RecommendationStatus,
+)
 from engine.store.recommendations import mark_executed
 
 log = logging.getLogger(__name__)
@@ -96,14 +105,13 @@ class Worker:
         return True
 
     def _claim(self) -> list[Job]:
-        claimed: list[Job] = []
         with self.deps.sessions.begin() as session:
-            while len(claimed) < self.deps.batch:
-                job = jobs.claim_job(session, self.worker_id, self.lease_s, KINDS, now=self.now)
-                if job is None:
-                    break
+            claimed = jobs.claim_jobs(
+                session, self.worker_id, self.lease_s, KINDS,
+                now=self.now, limit=self.deps.batch,
+            )
+            for job in claimed:
                 session.expunge(job)
-                claimed.append(job)
         return claimed
 
     def _guarded(self, batch: list[Job], work: Callable[[list[Job]], None]) -> None:
@@ -121,11 +129,11 @@ class Worker:
 
     def _settle(self, batch: list[Job], *, error: str | None = None, retry: bool = False) -> None:
         with self.deps.sessions.begin() as session:
+            if error is None:
+                jobs.complete_jobs(session, [j.id for j in batch], self.worker_id, now=self.now)
+                return
+            retry_at = self.now + timedelta(seconds=10) if retry else None
             for job in batch:
-                if error is None:
-                    jobs.complete_job(session, job.id, self.worker_id, now=self.now)
-                    continue
-                retry_at = self.now + timedelta(seconds=10) if retry else None
                 jobs.fail_job(session, job.id, self.worker_id, error, now=self.now,
                               retry_at=retry_at)
 
@@ -169,29 +177,53 @@ class Worker:
         with self.deps.sessions.begin() as session:
             rounds.resume_pending(session, batch)
             pending = rounds.pending_of(batch)
-            started, real = rounds.start_actions(session, batch, pending, defer_real=True)
+            history = execution.GuardHistory.load(session, pending, self.now)
+            started, real = self._start(session, batch, history, pending, defer_real=True)
         self._run_started(batch, started)
         for one in real:  # one at a time: a crash interrupts only the one running
             with self.deps.sessions.begin() as session:
-                started, _ = rounds.start_actions(session, batch, [one], defer_real=False)
+                started, _ = self._start(session, batch, history, [one], defer_real=False)
             self._run_started(batch, started)
-        ran = [r for item in rounds.at(batch, rounds.STABILIZE) for r in item.ran]
-        fresh = None
-        verified: dict[str, Any] = {}
-        if any(r.status == "succeeded" for r in ran):
-            fresh = self.deps.snapshots.snapshot(None, fresh=True)
-            for item in rounds.at(batch, rounds.STABILIZE):
-                facts = {"snapshot": item.snapshot, "alert": item.alert, "org": item.org}
-                verified.update(execution.verifications(batch.deps, item.ran, fresh.facts, facts))
-        with self.deps.sessions.begin() as session:
-            rounds.decide_stable(session, batch, fresh, verified)
+        self._verify_and_decide(batch)
+
+    def _start(
+        self,
+        session: Session,
+        batch: rounds.Batch,
+        history: execution.GuardHistory,
+        pending: list[execution.Pending],
+        *,
+        defer_real: bool,
+    ) -> tuple[list[execution.Started], list[execution.Pending]]:
+        started, refused, deferred = execution.start(
+            session, batch.rows, batch.events, batch.deps, history, pending,
+            defer_real=defer_real,
+        )
+        for ran in refused:
+            rounds.owner(batch, ran.incident_id).ran.append(ran)
+        batch.flush(session)
+        return started, deferred
 
     def _run_started(self, batch: rounds.Batch, started: list[execution.Started]) -> None:
         if not started:
             return
         done = [(s, *execution.run(batch.deps, s)) for s in started]
         with self.deps.sessions.begin() as session:
-            rounds.finish_actions(session, batch, done)
+            for ran in execution.finish(batch.rows, batch.events, batch.deps, done):
+                rounds.owner(batch, ran.incident_id).ran.append(ran)
+            batch.flush(session)
+
+    def _verify_and_decide(self, batch: rounds.Batch) -> None:
+        items = rounds.at(batch, rounds.STABILIZE)
+        fresh = None
+        verified: dict[str, Any] = {}
+        if any(r.status == "succeeded" for item in items for r in item.ran):
+            fresh = self.deps.snapshots.snapshot(None, fresh=True)
+            for item in items:
+                facts = {"snapshot": item.snapshot, "alert": item.alert, "org": item.org}
+                verified.update(execution.verifications(batch.deps, item.ran, fresh.facts, facts))
+        with self.deps.sessions.begin() as session:
+            rounds.decide_stable(session, batch, fresh, verified)
 
     # -- execute ---------------------------------------------------------------
 
@@ -215,19 +247,60 @@ class Worker:
         planned = PlannedAction(action, target, rule_id or "approval",
                                 _item(recheck.facts, target))
         deps = self.executors_for(policy)
-        ran = execution.run_one(
-            self.deps.sessions, deps, org_id, (planned, facts), incident_id=incident_id,
-            run_key=f"{incident_id}:rec:{rec_id}", origin="approval", automatic=automatic,
-            actor=str(payload.get("actor", "approval")),
-        )
+        ran = self._run_one(deps, org_id, incident_id, planned, facts, rec_id, automatic,
+                            str(payload.get("actor", "approval")))
         verified = {}
         if ran.status == "succeeded":
             after = self.deps.snapshots.snapshot(found.posted or None, fresh=True)
             verified = execution.verifications(deps, [ran], after.facts, facts)
+        rows, events = Rows(), []
+        execution.record_verifications(rows, events, [ran], verified, self.now)
         with self.deps.sessions.begin() as session:
-            execution.record_verifications(session, deps, verified)
+            rows.write(session)
+            append_events(session, events)
             if ran.status in ("succeeded", "dry_run"):
                 mark_executed(session, org_id, rec_id, auto=automatic, now=self.now)
+
+    def _run_one(
+        self,
+        deps: execution.Executors,
+        org_id: str,
+        incident_id: str,
+        planned: PlannedAction,
+        facts: dict[str, Any],
+        rec_id: str,
+        automatic: bool,
+        actor: str,
+    ) -> execution.Ran:
+        rows: Rows = Rows()
+        events: list[Any] = []
+        run_key = f"{incident_id}:rec:{rec_id}"
+        with self.deps.sessions.begin() as session:
+            existing = session.scalars(
+                select(IncidentAction).where(IncidentAction.run_key == run_key)
+            ).first()
+            if existing is not None:
+                return execution.Ran(existing.id, org_id, incident_id, planned,
+                                     existing.status, existing.refusal_message or "")
+            row_id = execution.plan_row(rows, deps, org_id, incident_id, planned,
+                                        run_key=run_key, origin="approval")
+            rows.write(session)
+            pending = execution.Pending(row_id, org_id, planned, facts, incident_id,
+                                        automatic, actor, origin="approval")
+            history = execution.GuardHistory.load(session, [pending], self.now)
+            started, refused, _ = execution.start(session, rows, events, deps, history,
+                                                  [pending], defer_real=False)
+            rows.write(session)
+            append_events(session, events)
+        if refused:
+            return refused[0]
+        done = [(started[0], *execution.run(deps, started[0]))]
+        events = []
+        with self.deps.sessions.begin() as session:
+            ran = execution.finish(rows, events, deps, done)[0]
+            rows.write(session)
+            append_events(session, events)
+        return ran
 
 
 def _item(snapshot: Mapping[str, Any], target: str) -> dict[str, Any] | None:

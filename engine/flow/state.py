@@ -145,3 +145,14 @@ def stabilization(actions: list[IncidentAction], breaker_open: bool) -> Facts:
 def latest_snapshot_facts(session: Session, incident_id: str) -> Facts | None:
     latest = _snapshot(session, incident_id, None)
     return dict(latest.facts) if latest else None
+
+
+def latest_alert_facts(session: Session, incident_id: str) -> Facts:
+    """The facts of the incident's latest firing alert (with what it posted)."""
+    alert = session.scalars(
+        select(Alert)
+        .where(Alert.incident_id == incident_id, Alert.status == "firing")
+        .order_by(Alert.received_at.desc(), Alert.id.desc())
+        .limit(1)
+    ).first()
+    return dict(alert.facts) if alert else {}

@@ -23,7 +23,7 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -497,3 +497,23 @@ def resolve_incident(
         data=data,
     )
     return incident
+
+
+def advance_many(
+    session: Session,
+    incident_ids: Sequence[str],
+    *,
+    done: str,
+    next_stage: str | None,
+    now: datetime,
+) -> bool:
+    """``advance_stage`` for a batch: all of them move, or the caller rolls back."""
+    if not incident_ids:
+        return True
+    moved = session.execute(
+        update(Incident)
+        .where(Incident.id.in_(list(incident_ids)), Incident.stage == done)
+        .values(stage=next_stage, updated_at=as_utc(now))
+        .execution_options(synchronize_session=False)
+    )
+    return int(moved.rowcount) == len(set(incident_ids))  # type: ignore[attr-defined]

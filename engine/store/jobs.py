@@ -220,3 +220,72 @@ def pending_job(session: Session, incident_id: str, kind: str) -> Job | None:
         Job.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]),
     )
     return session.scalars(query.limit(1)).first()
+
+
+def claim_jobs(
+    session: Session,
+    worker_id: str,
+    lease_s: float,
+    kinds: Sequence[str],
+    *,
+    now: datetime,
+    limit: int,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+) -> list[Job]:
+    """Take up to ``limit`` due jobs at once (one batch for one worker).
+
+    The same guarantees as ``claim_job``: rows other workers hold are
+    skipped, the UPDATE re-checks that each row is still claimable, and the
+    caller commits before working.
+    """
+    now = as_utc(now)
+    _fail_abandoned(session, kinds, now, max_attempts)
+    candidates = list(
+        session.scalars(
+            select(Job.id)
+            .where(Job.kind.in_(kinds), _claimable(now))
+            .order_by(Job.run_after, Job.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    if not candidates:
+        return []
+    session.execute(
+        update(Job)
+        .where(Job.id.in_(candidates), _claimable(now))
+        .values(
+            status=JobStatus.RUNNING.value,
+            claimed_by=worker_id,
+            claimed_until=now + timedelta(seconds=lease_s),
+            attempts=Job.attempts + 1,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    claimed = session.scalars(
+        select(Job)
+        .where(Job.id.in_(candidates), Job.claimed_by == worker_id,
+               Job.status == JobStatus.RUNNING.value)
+        .order_by(Job.run_after, Job.id)
+        .execution_options(populate_existing=True)
+    ).all()
+    if claimed:
+        log.info("job.claimed", extra={"worker": worker_id, "jobs": len(claimed)})
+    return list(claimed)
+
+
+def complete_jobs(
+    session: Session, job_ids: Sequence[str], worker_id: str, *, now: datetime
+) -> int:
+    """Mark the worker's jobs done; return how many were still its own."""
+    done = session.execute(
+        update(Job)
+        .where(
+            Job.id.in_(list(job_ids)),
+            Job.claimed_by == worker_id,
+            Job.status == JobStatus.RUNNING.value,
+        )
+        .values(status=JobStatus.DONE.value, finished_at=as_utc(now), claimed_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(done.rowcount)  # type: ignore[attr-defined]
