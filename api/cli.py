@@ -11,8 +11,8 @@ import click
 
 from engine.errors import IncidentPolicyError
 from engine.policy import checker, explain, ruletests
-from engine.policy.loader import load
 from engine.policy.compiler import compile_policy
+from engine.policy.loader import load
 from engine.policy.policy import Compile
 from engine.runtime import SystemClock
 

@@ -20,8 +20,14 @@ from engine.sources.alert import from_facts
 
 @click.command("replay")
 @click.argument("facts", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--rules", "directory", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("rules"), show_default=True, help="The rules directory.")
+@click.option(
+    "--rules",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("rules"),
+    show_default=True,
+    help="The rules directory.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def replay_command(facts: Path, directory: Path, as_json: bool) -> None:
     """Run FACTS through every stage in dry-run against a temporary store.
@@ -34,17 +40,25 @@ def replay_command(facts: Path, directory: Path, as_json: bool) -> None:
 
     try:
         document = read_facts(facts)
-        mapped = scenario_facts(document, name=facts.name) if is_scenario(document) else document
+        mapped = (
+            scenario_facts(document, name=facts.name)
+            if is_scenario(document)
+            else document
+        )
         policy = COMPILE(load(directory))
         clock = SystemClock()
         runtime = Runtime(clock=clock, ids=SequentialIds(), commands=SubprocessRunner())
-        alert = from_facts(mapped.get("alert") or {"kind": "manual", "name": facts.stem})
+        alert = from_facts(
+            mapped.get("alert") or {"kind": "manual", "name": facts.stem}
+        )
         report = replay(policy, mapped, alert, runtime)
     except IncidentPolicyError as exc:
         click.echo(exc.render(), err=True)
         sys.exit(1)
     if as_json:
-        click.echo(json.dumps(report.as_dict(), indent=2, ensure_ascii=False, default=str))
+        click.echo(
+            json.dumps(report.as_dict(), indent=2, ensure_ascii=False, default=str)
+        )
     else:
         click.echo(render(report))
 
@@ -53,7 +67,8 @@ def render(report: Report) -> str:
     data = report.as_dict()
     lines = [
         f"{data['title']}  [{data['severity']}] -> {data['status']}",
-        f"type: {data['type']} ({data['confidence']:.0%}) by {data['classified_by'] or '-'}",
+        f"type: {data['type']} ({data['confidence']:.0%}) "
+        f"by {data['classified_by'] or '-'}",
     ]
     lines += [f"  evidence: {k} = {v}" for k, v in data["evidence"].items()]
     if data["other_matches"]:
@@ -63,27 +78,33 @@ def render(report: Report) -> str:
     lines += _brief(data["brief"])
     impact = data["impact"]
     lines.append(
-        f"impact: {impact.get('level')} (customer-facing: {impact.get('customer_facing')}, "
+        f"impact: {impact.get('level')} "
+        f"(customer-facing: {impact.get('customer_facing')}, "
         f"features: {', '.join(impact.get('features', [])) or '-'}, "
         f"downtime ~{impact.get('downtime_minutes', '?')} min)"
     )
     lines += _message(data["message"])
     lines.append("recommendations:")
     lines += [
-        f"  - [{r['risk']}] {r['text']}" + (f"  ({r['action']} {r['target']})" if r["action"] else "")
+        f"  - [{r['risk']}] {r['text']}"
+        + (f"  ({r['action']} {r['target']})" if r["action"] else "")
         for r in data["recommendations"]
     ]
     lines.append("decisions:")
-    lines += [f"  {name}: {d['value']} ({d['rule']})" for name, d in data["decisions"].items()]
+    lines += [
+        f"  {name}: {d['value']} ({d['rule']})" for name, d in data["decisions"].items()
+    ]
     return "\n".join(lines)
 
 
 def _action(action: dict[str, Any]) -> str:
     command = " ".join(action["command"][0]) if action["command"] else ""
     why = f" - {action['reason']}" if action["reason"] else ""
-    return (f"  - {action['name']} {action['target']}: {action['status']} "
-            f"({action['verdict']}, rule {action['rule']}){why}"
-            + (f"\n      would run: {command}" if command else ""))
+    return (
+        f"  - {action['name']} {action['target']}: {action['status']} "
+        f"({action['verdict']}, rule {action['rule']}){why}"
+        + (f"\n      would run: {command}" if command else "")
+    )
 
 
 def _brief(brief: dict[str, Any] | None) -> list[str]:

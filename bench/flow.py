@@ -57,7 +57,9 @@ class TimedExecutor(RecordingExecutor):
         super().__init__(name)
         self.started = started
 
-    def run(self, request: ActionRequest, spec: ActionSpec, *, dry_run: bool) -> ExecutionResult:
+    def run(
+        self, request: ActionRequest, spec: ActionSpec, *, dry_run: bool
+    ) -> ExecutionResult:
         self.started.setdefault(request.incident_id, time.perf_counter())
         return super().run(request, spec, dry_run=dry_run)
 
@@ -82,16 +84,29 @@ class Setup:
             batch=batch,
         )
         with self.db.sessions.begin() as session:
-            org = ensure_org(session, ids=self.runtime.ids, name="bench", now=self.runtime.clock.now())
+            org = ensure_org(
+                session,
+                ids=self.runtime.ids,
+                name="bench",
+                now=self.runtime.clock.now(),
+            )
             self.org_id = org.id
         self.serial = 0
 
     def accept_one(self) -> str:
         self.serial += 1
-        alert = to_alert(GenericAlertIn(kind="threshold_exceeded", name=f"Disk{self.serial}"))
+        alert = to_alert(
+            GenericAlertIn(kind="threshold_exceeded", name=f"Disk{self.serial}")
+        )
         with self.db.sessions.begin() as session:
-            accepted = accept(session, self.policy, self.org_id, alert,
-                              ids=self.runtime.ids, now=self.runtime.clock.now())
+            accepted = accept(
+                session,
+                self.policy,
+                self.org_id,
+                alert,
+                ids=self.runtime.ids,
+                now=self.runtime.clock.now(),
+            )
         self.deps.wake.set()
         return accepted.incident_id or ""
 
@@ -113,8 +128,14 @@ def measure(url: str, policy: Policy, incidents: int, batch: int) -> dict[str, f
     end_to_end = _concurrent(setup, incidents)
     p50, p99, rate = _latency(setup, min(incidents, 300))
     setup.db.dispose()
-    return {"intake": intake, "flow": flow, "end_to_end": end_to_end,
-            "latency_p50_ms": p50, "latency_p99_ms": p99, "paced_rate": rate}
+    return {
+        "intake": intake,
+        "flow": flow,
+        "end_to_end": end_to_end,
+        "latency_p50_ms": p50,
+        "latency_p99_ms": p99,
+        "paced_rate": rate,
+    }
 
 
 def _concurrent(setup: Setup, incidents: int) -> float:
@@ -138,7 +159,9 @@ def _all_started(setup: Setup, ids: list[str]) -> bool:
     return all(i in setup.started for i in ids[-5:])
 
 
-def _latency(setup: Setup, count: int, rate: float = 50.0) -> tuple[float, float, float]:
+def _latency(
+    setup: Setup, count: int, rate: float = 50.0
+) -> tuple[float, float, float]:
     stop = threading.Event()
     worker = Worker(setup.deps, "bench-latency")
     thread = threading.Thread(target=worker.run, args=(stop, 0.5), daemon=True)
@@ -150,12 +173,18 @@ def _latency(setup: Setup, count: int, rate: float = 50.0) -> tuple[float, float
         committed[incident_id] = time.perf_counter()
         time.sleep(max(0.0, 1 / rate - (time.perf_counter() - tick)))
     deadline = time.monotonic() + 30
-    while not all(i in setup.started for i in committed) and time.monotonic() < deadline:
+    while (
+        not all(i in setup.started for i in committed) and time.monotonic() < deadline
+    ):
         time.sleep(0.01)
     stop.set()
     setup.deps.wake.set()
     thread.join()
-    waits = sorted((setup.started[i] - t) * 1000 for i, t in committed.items() if i in setup.started)
+    waits = sorted(
+        (setup.started[i] - t) * 1000
+        for i, t in committed.items()
+        if i in setup.started
+    )
     p99 = waits[min(len(waits) - 1, int(len(waits) * 0.99))]
     return statistics.median(waits), p99, rate
 
@@ -170,30 +199,48 @@ def main(argv: list[str] | None = None) -> int:
     policy = compile_policy(load(RULES))
     results: dict[str, Mapping[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-flow-") as scratch:
-        results["sqlite"] = measure(sqlite_url(Path(scratch)), policy, args.incidents, args.batch)
+        results["sqlite"] = measure(
+            sqlite_url(Path(scratch)), policy, args.incidents, args.batch
+        )
     server = os.environ.get("TEST_DATABASE_URL")
     if server:
         schema = PostgresSchema(server, prefix="ip_bench")
         try:
-            results["postgresql"] = measure(schema.create(), policy, args.incidents, args.batch)
+            results["postgresql"] = measure(
+                schema.create(), policy, args.incidents, args.batch
+            )
         finally:
             schema.drop()
     _print(results, args)
     return 0
 
 
-def _print(results: Mapping[str, Mapping[str, float]], args: argparse.Namespace) -> None:
-    print(f"flow benchmark: {args.incidents} incidents, batch {args.batch}, one core, "
-          "dry-run executors, fixed snapshot")
-    header = ("database", "intake/s", "flow/s", "end-to-end/s", "first action p50 ms",
-              "p99 ms")
+def _print(
+    results: Mapping[str, Mapping[str, float]], args: argparse.Namespace
+) -> None:
+    print(
+        f"flow benchmark: {args.incidents} incidents, batch {args.batch}, one core, "
+        "dry-run executors, fixed snapshot"
+    )
+    header = (
+        "database",
+        "intake/s",
+        "flow/s",
+        "end-to-end/s",
+        "first action p50 ms",
+        "p99 ms",
+    )
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for name, r in results.items():
-        print(f"| {name} | {r['intake']:.0f} | {r['flow']:.0f} | {r['end_to_end']:.0f} | "
-              f"{r['latency_p50_ms']:.1f} | {r['latency_p99_ms']:.1f} |")
-    print("targets: end-to-end >= 200/s on SQLite; first action p99 < 100 ms "
-          f"(paced at {next(iter(results.values()))['paced_rate']:.0f} alerts/s)")
+        print(
+            f"| {name} | {r['intake']:.0f} | {r['flow']:.0f} | {r['end_to_end']:.0f} | "
+            f"{r['latency_p50_ms']:.1f} | {r['latency_p99_ms']:.1f} |"
+        )
+    print(
+        "targets: end-to-end >= 200/s on SQLite; first action p99 < 100 ms "
+        f"(paced at {next(iter(results.values()))['paced_rate']:.0f} alerts/s)"
+    )
 
 
 if __name__ == "__main__":

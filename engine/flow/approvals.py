@@ -236,8 +236,8 @@ def _apply(rules_dir: Path, row: Proposal) -> None:
     edit = threshold_edits.propose(rules_dir, row.path, row.new_value)
     if edit.old_value != row.old_value:
         raise ConflictError(
-            f"{row.path} is {edit.old_value} now, not {row.old_value} as when proposed; "
-            "reject this proposal",
+            f"{row.path} is {edit.old_value} now, not {row.old_value} as when "
+            "proposed; reject this proposal",
             code="E409",
         )
     threshold_edits.apply(rules_dir, edit)

@@ -63,7 +63,9 @@ class Report:
                 for a in view.actions
             ],
             "brief": dict(view.briefs[-1].content) if view.briefs else None,
-            "impact": dict(view.impacts[-1].content) if view.impacts else {"level": "none"},
+            "impact": dict(view.impacts[-1].content)
+            if view.impacts
+            else {"level": "none"},
             "message": _message(view),
             "recommendations": [
                 {
@@ -108,7 +110,9 @@ def _decisions(view: IncidentView) -> dict[str, Any]:
     for event in view.events:
         if event.kind.startswith("decision."):
             name = event.kind.removeprefix("decision.")
-            found.setdefault(name, {"value": event.data.get("value"), "rule": event.data.get("rule")})
+            found.setdefault(
+                name, {"value": event.data.get("value"), "rule": event.data.get("rule")}
+            )
     return found
 
 
@@ -142,7 +146,9 @@ def _run(
     now = runtime.clock.now()
     with database.sessions.begin() as session:
         organization = ensure_org(session, ids=runtime.ids, name=org, now=now)
-        accepted = accept(session, policy, organization.id, alert, ids=runtime.ids, now=now)
+        accepted = accept(
+            session, policy, organization.id, alert, ids=runtime.ids, now=now
+        )
         org_id = organization.id
     deps = FlowDeps(
         sessions=database.sessions,

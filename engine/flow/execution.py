@@ -128,8 +128,14 @@ class GuardHistory:
             return found
         # Host-wide: a target's cooldown holds across organizations.
         lasts = session.execute(
-            select(IncidentAction.action, IncidentAction.target, func.max(IncidentAction.started_at))
-            .where(IncidentAction.action.in_(actions), IncidentAction.status.in_(COUNTED))
+            select(
+                IncidentAction.action,
+                IncidentAction.target,
+                func.max(IncidentAction.started_at),
+            )
+            .where(
+                IncidentAction.action.in_(actions), IncidentAction.status.in_(COUNTED)
+            )
             .group_by(IncidentAction.action, IncidentAction.target)
         )
         found.last_run = {(a, t): at for a, t, at in lasts if at is not None}
@@ -246,13 +252,20 @@ def start(
             refused.append(_refuse(rows, events, item, verdict, now))
             continue
         if verdict.dry_run:
-            rows.change(IncidentAction, item.row_id, mode=verdict.mode, guard_verdict=verdict.code)
+            rows.change(
+                IncidentAction,
+                item.row_id,
+                mode=verdict.mode,
+                guard_verdict=verdict.code,
+            )
             started.append(Started(item, spec, verdict))
             continue
         if defer_real:
             deferred.append(item)
             continue
-        rows.change(IncidentAction, item.row_id, mode=verdict.mode, guard_verdict=verdict.code)
+        rows.change(
+            IncidentAction, item.row_id, mode=verdict.mode, guard_verdict=verdict.code
+        )
         rows.write(session)
         action_rows.start_action(session, item.row_id, now=now)
         history.started(item.planned, now)
@@ -280,14 +293,22 @@ def _refuse(
     )
     events.append(_event(item, now, "action.refused", item.actor, verdict.message))
     ACTIONS.labels(item.planned.action, "refused").inc()
-    log.info("action.refused", extra={"action": item.planned.action, "code": verdict.code})
+    log.info(
+        "action.refused", extra={"action": item.planned.action, "code": verdict.code}
+    )
     return Ran(
-        item.row_id, item.org_id, item.incident_id, item.planned,
-        ActionStatus.REFUSED.value, verdict.message,
+        item.row_id,
+        item.org_id,
+        item.incident_id,
+        item.planned,
+        ActionStatus.REFUSED.value,
+        verdict.message,
     )
 
 
-def run(deps: Executors, started: Started) -> tuple[ActionRequest, ExecutionResult, float]:
+def run(
+    deps: Executors, started: Started
+) -> tuple[ActionRequest, ExecutionResult, float]:
     """Run one started action under its target lock (outside any transaction)."""
     item = started.pending
     request = ActionRequest(
@@ -307,14 +328,18 @@ def _run_locked(
 ) -> ExecutionResult:
     executor = deps.executors.get(spec.executor)
     if executor is None:
-        return ExecutionResult(Outcome.FAILED, message=f"no executor named {spec.executor}")
+        return ExecutionResult(
+            Outcome.FAILED, message=f"no executor named {spec.executor}"
+        )
     # One rate-limit snippet serves every target of the entry: lock the action.
     target = "*" if spec.executor == "rate_limit" else request.target
     try:
         if deps.locks is None or dry_run:
             return executor.run(request, spec, dry_run=dry_run)
         holder = request.incident_id
-        with deps.locks.acquire(spec.name, target, timeout_s=LOCK_TIMEOUT_S, holder=holder):
+        with deps.locks.acquire(
+            spec.name, target, timeout_s=LOCK_TIMEOUT_S, holder=holder
+        ):
             return executor.run(request, spec, dry_run=dry_run)
     except (TargetLockBusy, ActionError) as exc:
         return ExecutionResult(Outcome.FAILED, message=exc.message)
@@ -331,23 +356,45 @@ def finish(
     ran: list[Ran] = []
     for started, request, result, elapsed in done:
         item = started.pending
-        rows.change(IncidentAction, item.row_id, **_outcome_of(result, started.verdict, elapsed), finished_at=now)
-        kind = "action.refused" if result.outcome is Outcome.REFUSED else "action.finished"
+        rows.change(
+            IncidentAction,
+            item.row_id,
+            **_outcome_of(result, started.verdict, elapsed),
+            finished_at=now,
+        )
+        kind = (
+            "action.refused" if result.outcome is Outcome.REFUSED else "action.finished"
+        )
         events.append(_event(item, now, kind, item.actor, summary(result)))
         ACTIONS.labels(item.planned.action, result.outcome.value).inc()
         log.info(
             "action.finished",
-            extra={"action": item.planned.action, "target": item.planned.target,
-                   "outcome": result.outcome.value},
+            extra={
+                "action": item.planned.action,
+                "target": item.planned.target,
+                "outcome": result.outcome.value,
+            },
         )
-        ran.append(Ran(item.row_id, item.org_id, item.incident_id, item.planned,
-                       result.outcome.value, summary(result), request, result))
+        ran.append(
+            Ran(
+                item.row_id,
+                item.org_id,
+                item.incident_id,
+                item.planned,
+                result.outcome.value,
+                summary(result),
+                request,
+                result,
+            )
+        )
     return ran
 
 
 def summary(result: ExecutionResult) -> str:
     if result.refusal is not None:
-        advice = f" {result.refusal.recommendation}" if result.refusal.recommendation else ""
+        advice = (
+            f" {result.refusal.recommendation}" if result.refusal.recommendation else ""
+        )
         return f"{result.refusal.message}{advice}"
     return result.message or result.outcome.value
 
@@ -362,7 +409,7 @@ def _outcome_of(
         "status": result.outcome.value,
         "command": [list(step.argv) for step in result.steps],
         "exit_status": last.exit_status if last else None,
-        "output_tail": (tail or result.message)[-action_rows.OUTPUT_TAIL_CHARS:],
+        "output_tail": (tail or result.message)[-action_rows.OUTPUT_TAIL_CHARS :],
         "duration_ms": int((result.duration_s or elapsed) * 1000),
         "guard_verdict": verdict.code,
         "refusal_code": refusal.code if refusal else None,
@@ -372,7 +419,10 @@ def _outcome_of(
 
 
 def verifications(
-    deps: Executors, ran: Sequence[Ran], fresh: Mapping[str, Any], facts: Mapping[str, Any]
+    deps: Executors,
+    ran: Sequence[Ran],
+    fresh: Mapping[str, Any],
+    facts: Mapping[str, Any],
 ) -> dict[str, Verification]:
     """Did each action that ran work? Read off the fresh snapshot."""
     found: dict[str, Verification] = {}
@@ -382,9 +432,17 @@ def verifications(
         assert item.result is not None
         spec = deps.policy.source.catalog.actions[item.planned.action]
         own = deps.executors[spec.executor].verify(item.request, item.result, fresh)
-        scoped = {**facts, "snapshot": fresh, "target": fresh_target(item.planned, fresh)}
+        scoped = {
+            **facts,
+            "snapshot": fresh,
+            "target": fresh_target(item.planned, fresh),
+        }
         declared = guards.verified(deps.policy, spec.name, scoped)
-        note = "" if declared is not False else "; the catalog's verify condition does not hold"
+        note = (
+            ""
+            if declared is not False
+            else "; the catalog's verify condition does not hold"
+        )
         ok = own.ok and declared is not False
         found[item.row_id] = Verification(ok, own.message + note, own.detail)
     return found
@@ -407,12 +465,22 @@ def record_verifications(
         record: dict[str, Any] = {}
         if verdict is not None:
             record = {"ok": verdict.ok, "message": verdict.message, **verdict.detail}
-            events.append(EventIn(
-                org_id=item.org_id, incident_id=item.incident_id, at=now, kind="action.verified",
-                actor="system", stage="verify", message=verdict.message[:2000],
-                data={"action_id": item.row_id, "action": item.planned.action,
-                      "target": item.planned.target},
-            ))
+            events.append(
+                EventIn(
+                    org_id=item.org_id,
+                    incident_id=item.incident_id,
+                    at=now,
+                    kind="action.verified",
+                    actor="system",
+                    stage="verify",
+                    message=verdict.message[:2000],
+                    data={
+                        "action_id": item.row_id,
+                        "action": item.planned.action,
+                        "target": item.planned.target,
+                    },
+                )
+            )
         if effective is not None and item.incident_id in effective:
             record["effective"] = effective[item.incident_id]
         if record:
@@ -438,6 +506,9 @@ def _event(item: Pending, at: datetime, kind: str, actor: str, message: str) -> 
         actor=actor,
         stage=item.origin,
         message=message[:2000],
-        data={"action_id": item.row_id, "action": item.planned.action,
-              "target": item.planned.target},
+        data={
+            "action_id": item.row_id,
+            "action": item.planned.action,
+            "target": item.planned.target,
+        },
     )

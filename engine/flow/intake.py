@@ -18,7 +18,9 @@ from engine.policy.resolve import first_per_field
 BUILT_IN_DEFAULTS = {
     "severity": "warning",
     "title": "{{ alert.name or alert.kind }}",
-    "dedup_key": "{{ alert.fingerprint or (alert.source ~ ':' ~ (alert.name or alert.kind)) }}",
+    "dedup_key": (
+        "{{ alert.fingerprint or (alert.source ~ ':' ~ (alert.name or alert.kind)) }}"
+    ),
     "ignore": False,
 }
 FIELDS = ("severity", "title", "dedup_key", "ignore")

@@ -15,6 +15,7 @@ proposal until a human approves it (``engine.policy.proposals``).
 from __future__ import annotations
 
 import difflib
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -68,7 +69,7 @@ def derive(
     statuses = [a.status for a in sorted(history.alerts, key=lambda a: a.at)]
     flaps = sum(
         1
-        for before, after in zip(statuses, statuses[1:], strict=False)
+        for before, after in itertools.pairwise(statuses)
         if before == "resolved" and after == "firing"
     )
     first = min(history.alerts, key=lambda a: a.at, default=None)

@@ -241,7 +241,8 @@ def _undo_one(
             else "action.undo_failed",
             actor=f"worker:{worker.worker_id}",
             stage="learn",
-            message=f"undo {action} on {target}: {result.message or result.outcome.value}",
+            message=f"undo {action} on {target}: "
+            + (result.message or result.outcome.value),
             data={"action_id": action_id, "undo_id": planned.id},
         )
 
@@ -482,6 +483,7 @@ def _store_proposal(
         kind="proposal.created",
         actor=f"worker:{worker.worker_id}",
         stage="learn",
-        message=f"proposal: {proposal.threshold} {proposal.old_value} -> {proposal.new_value}",
+        message=f"proposal: {proposal.threshold} "
+        f"{proposal.old_value} -> {proposal.new_value}",
         data={"threshold": proposal.threshold},
     )

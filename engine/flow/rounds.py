@@ -199,7 +199,9 @@ class Batch:
         append_events(session, self.events)
         self.events = []
 
-    def checkpoint(self, session: Session, done: str, items: Sequence[IncidentRound]) -> None:
+    def checkpoint(
+        self, session: Session, done: str, items: Sequence[IncidentRound]
+    ) -> None:
         """Write everything and move ``items`` from ``done`` to the next stage."""
         index = CHECKPOINTS.index(done)
         following = CHECKPOINTS[index + 1] if index + 1 < len(CHECKPOINTS) else None
@@ -209,8 +211,11 @@ class Batch:
         append_events(session, self.events)
         self.events = []
         moved = advance_many(
-            session, [i.incident_id for i in items], done=done,
-            next_stage=following, now=self.now,
+            session,
+            [i.incident_id for i in items],
+            done=done,
+            next_stage=following,
+            now=self.now,
         )
         if not moved:
             raise CheckpointMoved(
@@ -234,7 +239,9 @@ def begin(session: Session, batch: Batch, incident_ids: Sequence[str]) -> None:
     for incident in incidents:
         stale = 0
         if running[incident.id]:
-            stale = interrupt_stale(session, incident.org_id, incident.id, now=batch.now)
+            stale = interrupt_stale(
+                session, incident.org_id, incident.id, now=batch.now
+            )
         if incident.status == IncidentStatus.RESOLVED.value:
             continue
         fresh_round = incident.stage is None
@@ -243,12 +250,21 @@ def begin(session: Session, batch: Batch, incident_ids: Sequence[str]) -> None:
         item = _load(session, incident, orgs)
         if fresh_round:
             incident.stage = SNAPSHOT
-            batch.event(item, "round.started", None, "new alerts since the last evaluation",
-                        {"severity": incident.severity})
+            batch.event(
+                item,
+                "round.started",
+                None,
+                "new alerts since the last evaluation",
+                {"severity": incident.severity},
+            )
         if stale:
-            batch.event(item, "action.interrupted", item.stage,
-                        f"{stale} action(s) were running when a worker stopped; they are "
-                        "not run again: check their targets by hand")
+            batch.event(
+                item,
+                "action.interrupted",
+                item.stage,
+                f"{stale} action(s) were running when a worker stopped; they are "
+                "not run again: check their targets by hand",
+            )
         batch.rounds.append(item)
     session.flush()
     append_events(session, batch.events)
@@ -268,7 +284,9 @@ def _running_actions(session: Session, incident_ids: Sequence[str]) -> Counter[s
     return Counter({incident_id: int(count) for incident_id, count in rows})
 
 
-def _load(session: Session, incident: Incident, orgs: dict[str, dict[str, Any]]) -> IncidentRound:
+def _load(
+    session: Session, incident: Incident, orgs: dict[str, dict[str, Any]]
+) -> IncidentRound:
     if incident.org_id not in orgs:
         org = session.get_one(Organization, incident.org_id)
         orgs[incident.org_id] = {"name": org.name, "auto_execute": org.auto_execute}
@@ -303,7 +321,9 @@ def _new_round_due(session: Session, incident: Incident, batch: Batch) -> bool:
     last = last or flow_state.latest_event(session, incident.id, "incident.opened")
     started = last.at if last else incident.created_at
     severity = (last.data.get("severity") if last else None) or incident.severity
-    rose = SEVERITY_RANK[Severity(incident.severity)] > SEVERITY_RANK[Severity(severity)]
+    rose = (
+        SEVERITY_RANK[Severity(incident.severity)] > SEVERITY_RANK[Severity(severity)]
+    )
     waited = (batch.now - started).total_seconds() >= batch.reevaluate_after_s
     return rose or waited
 
@@ -335,15 +355,33 @@ def store_snapshots(session: Session, batch: Batch, taken: Mapping[str, Taken]) 
         item.snapshot_id = batch.ids.new("snp")
         item.snapshot_at, item.snapshot = shot.taken_at, dict(shot.facts)
         batch.rows.add(
-            Snapshot, id=item.snapshot_id, org_id=item.org_id, incident_id=item.incident_id,
-            taken_at=shot.taken_at, purpose="initial", facts=dict(shot.facts),
-            provenance=dict(shot.provenance), durations=dict(shot.durations_ms),
+            Snapshot,
+            id=item.snapshot_id,
+            org_id=item.org_id,
+            incident_id=item.incident_id,
+            taken_at=shot.taken_at,
+            purpose="initial",
+            facts=dict(shot.facts),
+            provenance=dict(shot.provenance),
+            durations=dict(shot.durations_ms),
         )
-        batch.rows.change(Incident, item.incident_id, status=IncidentStatus.STABILIZING.value,
-                          policy_version=batch.policy.version)
+        batch.rows.change(
+            Incident,
+            item.incident_id,
+            status=IncidentStatus.STABILIZING.value,
+            policy_version=batch.policy.version,
+        )
         item.incident.status = IncidentStatus.STABILIZING.value
-        batch.event(item, "stage.completed", SNAPSHOT, "snapshot taken",
-                    {"durations_ms": dict(shot.durations_ms), "provenance": dict(shot.provenance)})
+        batch.event(
+            item,
+            "stage.completed",
+            SNAPSHOT,
+            "snapshot taken",
+            {
+                "durations_ms": dict(shot.durations_ms),
+                "provenance": dict(shot.provenance),
+            },
+        )
         _plan(batch, item)
     batch.checkpoint(session, SNAPSHOT, items)
 
@@ -353,19 +391,34 @@ def _plan(batch: Batch, item: IncidentRound) -> None:
     plan = stabilize_stage.plan(batch.policy, facts)
     for planned in plan.actions:
         row_id = execution.plan_row(
-            batch.rows, batch.deps, item.org_id, item.incident_id, planned,
+            batch.rows,
+            batch.deps,
+            item.org_id,
+            item.incident_id,
+            planned,
             run_key=f"{item.incident_id}:{item.snapshot_id}:{planned.action}:{planned.target}",
             origin="stabilize",
         )
         item.pending.append(
-            execution.Pending(row_id, item.org_id, planned, facts, item.incident_id, True,
-                              f"policy:{planned.rule_id}")
+            execution.Pending(
+                row_id,
+                item.org_id,
+                planned,
+                facts,
+                item.incident_id,
+                True,
+                f"policy:{planned.rule_id}",
+            )
         )
     batch.record(item, plan.evaluation, {m.rule.id for m in plan.evaluation.matches})
     names = [f"{p.action} {p.target}" for p in plan.actions]
-    batch.event(item, "stage.planned", "stabilize",
-                f"planned: {', '.join(names)}" if names else "no safe action applies",
-                {"actions": names})
+    batch.event(
+        item,
+        "stage.planned",
+        "stabilize",
+        f"planned: {', '.join(names)}" if names else "no safe action applies",
+        {"actions": names},
+    )
 
 
 # -- 2. stabilize ----------------------------------------------------------------
@@ -379,15 +432,37 @@ def resume_pending(session: Session, batch: Batch) -> None:
         facts = item.facts(batch.now)
         plan = stabilize_stage.plan(batch.policy, facts)
         targets = {(p.action, p.target): p.item for p in plan.actions}
-        for row in flow_state.round_actions(session, item.incident_id, item.snapshot_at):
-            planned = PlannedAction(row.action, row.target, row.rule_id or "",
-                                    targets.get((row.action, row.target)))
-            pending = execution.Pending(row.id, item.org_id, planned, facts, item.incident_id,
-                                        True, f"policy:{row.rule_id}", status=row.status)
+        for row in flow_state.round_actions(
+            session, item.incident_id, item.snapshot_at
+        ):
+            planned = PlannedAction(
+                row.action,
+                row.target,
+                row.rule_id or "",
+                targets.get((row.action, row.target)),
+            )
+            pending = execution.Pending(
+                row.id,
+                item.org_id,
+                planned,
+                facts,
+                item.incident_id,
+                True,
+                f"policy:{row.rule_id}",
+                status=row.status,
+            )
             item.pending.append(pending)
             if row.status != ActionStatus.PLANNED.value:
-                item.ran.append(execution.Ran(row.id, item.org_id, item.incident_id, planned,
-                                              row.status, row.refusal_message or ""))
+                item.ran.append(
+                    execution.Ran(
+                        row.id,
+                        item.org_id,
+                        item.incident_id,
+                        planned,
+                        row.status,
+                        row.refusal_message or "",
+                    )
+                )
 
 
 def pending_of(batch: Batch) -> list[execution.Pending]:
@@ -414,19 +489,29 @@ def decide_stable(
             observed = dict(fresh.facts)
             item.latest = observed
             batch.rows.add(
-                Snapshot, id=batch.ids.new("snp"), org_id=item.org_id,
-                incident_id=item.incident_id, taken_at=fresh.taken_at, purpose="verify",
-                facts=observed, provenance=dict(fresh.provenance),
+                Snapshot,
+                id=batch.ids.new("snp"),
+                org_id=item.org_id,
+                incident_id=item.incident_id,
+                taken_at=fresh.taken_at,
+                purpose="verify",
+                facts=observed,
+                provenance=dict(fresh.provenance),
                 durations=dict(fresh.durations_ms),
             )
-        effective[item.incident_id] = _decide_one(batch, item, observed, ineffective[item.incident_id])
+        effective[item.incident_id] = _decide_one(
+            batch, item, observed, ineffective[item.incident_id]
+        )
     ran = [r for item in items for r in item.ran]
-    execution.record_verifications(batch.rows, batch.events, ran, verified, batch.now,
-                                   effective=effective)
+    execution.record_verifications(
+        batch.rows, batch.events, ran, verified, batch.now, effective=effective
+    )
     batch.checkpoint(session, STABILIZE, items)
 
 
-def _decide_one(batch: Batch, item: IncidentRound, observed: dict[str, Any], ineffective: int) -> bool:
+def _decide_one(
+    batch: Batch, item: IncidentRound, observed: dict[str, Any], ineffective: int
+) -> bool:
     statuses = [r.status for r in item.ran]
     breaker = batch.policy.source.catalog.breaker_ineffective_runs
     summary = stabilize_stage.summary_facts(statuses, ineffective >= breaker)
@@ -437,13 +522,21 @@ def _decide_one(batch: Batch, item: IncidentRound, observed: dict[str, Any], ine
     if stable.value:
         batch.rows.change(Incident, item.incident_id, stabilized_at=batch.now)
     item.stable, item.stabilization = stable.value, summary
-    batch.event(item, "decision.stable", STABILIZE,
-                "stable: monitor" if stable.value else "not stable: recommend next steps",
-                {"value": stable.value, "rule": stable.rule_id, "stabilization": summary})
+    batch.event(
+        item,
+        "decision.stable",
+        STABILIZE,
+        "stable: monitor" if stable.value else "not stable: recommend next steps",
+        {"value": stable.value, "rule": stable.rule_id, "stabilization": summary},
+    )
     if summary["breaker_open"] and not stable.value:
-        batch.event(item, "breaker.open", STABILIZE,
-                    f"{ineffective} automatic actions did not help; automatic actions "
-                    "are stopped for this incident and a human is asked")
+        batch.event(
+            item,
+            "breaker.open",
+            STABILIZE,
+            f"{ineffective} automatic actions did not help; automatic actions "
+            "are stopped for this incident and a human is asked",
+        )
     return stable.value
 
 
@@ -466,8 +559,11 @@ def _resume_ran(session: Session, item: IncidentRound) -> None:
     for row in flow_state.round_actions(session, item.incident_id, since):
         planned = PlannedAction(row.action, row.target, row.rule_id or "")
         message = row.refusal_message or (row.verification or {}).get("message", "")
-        item.ran.append(execution.Ran(row.id, item.org_id, item.incident_id, planned,
-                                      row.status, message))
+        item.ran.append(
+            execution.Ran(
+                row.id, item.org_id, item.incident_id, planned, row.status, message
+            )
+        )
 
 
 def _decide_incident(
@@ -479,17 +575,29 @@ def _decide_incident(
     policy = batch.policy
     base = {**item.facts(batch.now), "stabilization": item.stabilization}
     classified = classify_stage.classify(policy, base)
-    batch.rows.change(Incident, item.incident_id, type=classified.type,
-                      confidence=classified.confidence)
+    batch.rows.change(
+        Incident,
+        item.incident_id,
+        type=classified.type,
+        confidence=classified.confidence,
+    )
     item.incident.type = classified.type
     stable = Decision(decide.STABLE, bool(item.stable), "stored")
     facts = with_classification(base, classified, stable)
     batch.record(item, classified.evaluation, {classified.rule_id})
-    batch.event(item, "stage.completed", "classify",
-                f"classified as {classified.label} ({classified.confidence:.0%})",
-                {"type": classified.type, "confidence": classified.confidence,
-                 "rule": classified.rule_id, "evidence": dict(classified.evidence),
-                 "others": list(classified.others)})
+    batch.event(
+        item,
+        "stage.completed",
+        "classify",
+        f"classified as {classified.label} ({classified.confidence:.0%})",
+        {
+            "type": classified.type,
+            "confidence": classified.confidence,
+            "rule": classified.rule_id,
+            "evidence": dict(classified.evidence),
+            "others": list(classified.others),
+        },
+    )
     _write_brief(batch, item, facts, classified)
     key = (item.org_id, classified.type)
     if key not in history:
@@ -501,41 +609,80 @@ def _decide_incident(
     if likely.value:
         _draft(batch, item, impacted, classified, assessed)
     else:
-        batch.event(item, "stage.completed", "message",
-                    "no customer message: customers are not likely affected")
+        batch.event(
+            item,
+            "stage.completed",
+            "message",
+            "no customer message: customers are not likely affected",
+        )
     _recommend(batch, item, impacted)
 
 
 def _write_brief(
-    batch: Batch, item: IncidentRound, facts: dict[str, Any], classified: ClassifyOutcome
+    batch: Batch,
+    item: IncidentRound,
+    facts: dict[str, Any],
+    classified: ClassifyOutcome,
 ) -> None:
     summaries = tuple(
-        ActionSummary(r.planned.action, r.planned.target, r.status, r.message) for r in item.ran
+        ActionSummary(r.planned.action, r.planned.target, r.status, r.message)
+        for r in item.ran
     )
     written = brief.write_brief(
-        batch.policy, facts, classified, summaries, stable=bool(item.stable),
-        first_signal_at=item.incident.first_signal_at, now=batch.now,
+        batch.policy,
+        facts,
+        classified,
+        summaries,
+        stable=bool(item.stable),
+        first_signal_at=item.incident.first_signal_at,
+        now=batch.now,
     )
-    content = {**plain(written), "current_state": brief.current_state(item.latest or item.snapshot)}
-    batch.rows.add(Brief, id=batch.ids.new("brf"), org_id=item.org_id,
-                   incident_id=item.incident_id, created_at=batch.now,
-                   policy_version=batch.policy.version, content=content)
+    content = {
+        **plain(written),
+        "current_state": brief.current_state(item.latest or item.snapshot),
+    }
+    batch.rows.add(
+        Brief,
+        id=batch.ids.new("brf"),
+        org_id=item.org_id,
+        incident_id=item.incident_id,
+        created_at=batch.now,
+        policy_version=batch.policy.version,
+        content=content,
+    )
     batch.record(item, written.evaluation, set(written.rules.values()))
     batch.event(item, "stage.completed", "brief", written.summary)
 
 
-def _store_impact(batch: Batch, item: IncidentRound, assessed: Any, likely: Decision) -> None:
-    summary = (f"{assessed.level} impact; {len(assessed.features)} feature(s) affected; "
-               f"downtime estimate {assessed.downtime_minutes:g} min ({assessed.downtime_basis})")
-    batch.rows.add(Impact, id=batch.ids.new("imp"), org_id=item.org_id,
-                   incident_id=item.incident_id, assessed_at=batch.now, likely=likely.value,
-                   level=assessed.level, summary=summary, content=plain(assessed))
+def _store_impact(
+    batch: Batch, item: IncidentRound, assessed: Any, likely: Decision
+) -> None:
+    summary = (
+        f"{assessed.level} impact; {len(assessed.features)} feature(s) affected; "
+        f"downtime estimate {assessed.downtime_minutes:g} min "
+        f"({assessed.downtime_basis})"
+    )
+    batch.rows.add(
+        Impact,
+        id=batch.ids.new("imp"),
+        org_id=item.org_id,
+        incident_id=item.incident_id,
+        assessed_at=batch.now,
+        likely=likely.value,
+        level=assessed.level,
+        summary=summary,
+        content=plain(assessed),
+    )
     batch.record(item, assessed.evaluation, {assessed.rule_id})
     batch.record(item, likely.evaluation, {likely.rule_id})
-    batch.event(item, "decision.customer_impact", "impact",
-                f"impact {assessed.level}; customer message "
-                + ("drafted" if likely.value else "not needed"),
-                {"value": likely.value, "rule": likely.rule_id, "level": assessed.level})
+    batch.event(
+        item,
+        "decision.customer_impact",
+        "impact",
+        f"impact {assessed.level}; customer message "
+        + ("drafted" if likely.value else "not needed"),
+        {"value": likely.value, "rule": likely.rule_id, "level": assessed.level},
+    )
 
 
 def _draft(
@@ -545,70 +692,135 @@ def _draft(
     classified: ClassifyOutcome,
     assessed: Any,
 ) -> None:
-    draft = message.draft(batch.policy, facts, classified, assessed,
-                          item.incident.first_signal_at, stable=bool(item.stable),
-                          org=str(item.org.get("name", "")))
+    draft = message.draft(
+        batch.policy,
+        facts,
+        classified,
+        assessed,
+        item.incident.first_signal_at,
+        stable=bool(item.stable),
+        org=str(item.org.get("name", "")),
+    )
     if draft is None:
-        batch.event(item, "stage.completed", "message", "no message rule matched; nothing drafted")
+        batch.event(
+            item,
+            "stage.completed",
+            "message",
+            "no message rule matched; nothing drafted",
+        )
         return
     message_id = batch.ids.new("msg")
     batch.rows.add(
-        CustomerMessage, id=message_id, org_id=item.org_id, incident_id=item.incident_id,
-        title=draft.title, body=draft.body, original_body=draft.body, tone=draft.tone,
-        channels=list(draft.channels), status="draft",
-        approvals_required=draft.approvals_required, template=draft.template,
+        CustomerMessage,
+        id=message_id,
+        org_id=item.org_id,
+        incident_id=item.incident_id,
+        title=draft.title,
+        body=draft.body,
+        original_body=draft.body,
+        tone=draft.tone,
+        channels=list(draft.channels),
+        status="draft",
+        approvals_required=draft.approvals_required,
+        template=draft.template,
         created_at=batch.now,
     )
     batch.record(item, draft.evaluation, {draft.rule_id})
-    batch.event(item, "message.drafted", "message",
-                f"customer message drafted ({draft.tone}, {', '.join(draft.channels)}); it "
-                f"waits for {draft.approvals_required} approval(s) and is never sent by this "
-                "service", {"message_id": message_id})
+    batch.event(
+        item,
+        "message.drafted",
+        "message",
+        f"customer message drafted ({draft.tone}, {', '.join(draft.channels)}); it "
+        f"waits for {draft.approvals_required} approval(s) and is never sent by this "
+        "service",
+        {"message_id": message_id},
+    )
 
 
 def _recommend(batch: Batch, item: IncidentRound, facts: dict[str, Any]) -> None:
     outcome = recommend_stage.recommend(batch.policy, facts)
     expires = batch.now + timedelta(seconds=batch.approval_ttl_s)
-    done = {(r.planned.action, r.planned.target) for r in item.ran
-            if r.status == ActionStatus.SUCCEEDED.value}
+    done = {
+        (r.planned.action, r.planned.target)
+        for r in item.ran
+        if r.status == ActionStatus.SUCCEEDED.value
+    }
     added = 0
     for rec in outcome.recommendations:
         if rec.action and (rec.action, rec.target) in done:
             continue  # stabilize already did it: nothing to approve
         _add_recommendation(batch, item, rec, expires)
         added += 1
-    batch.record(item, outcome.evaluation, {m.rule.id for m in outcome.evaluation.matches})
-    status = (IncidentStatus.MONITORING if item.stable else IncidentStatus.AWAITING_APPROVAL).value
+    batch.record(
+        item, outcome.evaluation, {m.rule.id for m in outcome.evaluation.matches}
+    )
+    status = (
+        IncidentStatus.MONITORING if item.stable else IncidentStatus.AWAITING_APPROVAL
+    ).value
     batch.rows.change(Incident, item.incident_id, status=status)
     item.incident.status = status
-    batch.event(item, "flow.completed", "recommend",
-                f"{added} recommendation(s); incident is {status.replace('_', ' ')}")
+    batch.event(
+        item,
+        "flow.completed",
+        "recommend",
+        f"{added} recommendation(s); incident is {status.replace('_', ' ')}",
+    )
 
 
-def _add_recommendation(batch: Batch, item: IncidentRound, rec: Any, expires: datetime) -> None:
+def _add_recommendation(
+    batch: Batch, item: IncidentRound, rec: Any, expires: datetime
+) -> None:
     rec_id = batch.ids.new("rec")
     batch.rows.add(
-        Recommendation, id=rec_id, org_id=item.org_id, incident_id=item.incident_id,
-        key=rec.id, text=rec.text, rationale=rec.rationale, risk=rec.risk,
-        action=rec.action, target=rec.target, status=RecommendationStatus.PENDING.value,
-        rule_id=rec.rule_id, created_at=batch.now, expires_at=expires,
-        decided_by=None, decided_at=None,
+        Recommendation,
+        id=rec_id,
+        org_id=item.org_id,
+        incident_id=item.incident_id,
+        key=rec.id,
+        text=rec.text,
+        rationale=rec.rationale,
+        risk=rec.risk,
+        action=rec.action,
+        target=rec.target,
+        status=RecommendationStatus.PENDING.value,
+        rule_id=rec.rule_id,
+        created_at=batch.now,
+        expires_at=expires,
+        decided_by=None,
+        decided_at=None,
     )
     auto = rec.auto
     if auto is None:
         return
     batch.record(item, auto.evaluation, {auto.rule_id})
-    batch.event(item, "decision.auto_execute", "recommend",
-                f"{rec.id}: " + ("runs now (low risk, allowed)" if auto.value
-                                 else "waits for a human approval"),
-                {"value": auto.value, "rule": auto.rule_id, "recommendation_id": rec_id})
+    batch.event(
+        item,
+        "decision.auto_execute",
+        "recommend",
+        f"{rec.id}: "
+        + (
+            "runs now (low risk, allowed)"
+            if auto.value
+            else "waits for a human approval"
+        ),
+        {"value": auto.value, "rule": auto.rule_id, "recommendation_id": rec_id},
+    )
     if auto.value:
         batch.rows.add(
-            Job, id=batch.ids.new("job"), org_id=item.org_id, incident_id=item.incident_id,
-            kind=EXECUTE, status=JobStatus.QUEUED.value, run_after=batch.now, attempts=0,
+            Job,
+            id=batch.ids.new("job"),
+            org_id=item.org_id,
+            incident_id=item.incident_id,
+            kind=EXECUTE,
+            status=JobStatus.QUEUED.value,
+            run_after=batch.now,
+            attempts=0,
             created_at=batch.now,
-            payload={"recommendation_id": rec_id, "automatic": True,
-                     "actor": f"policy:{auto.rule_id}"},
+            payload={
+                "recommendation_id": rec_id,
+                "automatic": True,
+                "actor": f"policy:{auto.rule_id}",
+            },
         )
 
 
@@ -623,7 +835,9 @@ def plain(value: Any) -> dict[str, Any]:
 
 def _dataclasses_to_dicts(value: Any) -> Any:
     if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _dataclasses_to_dicts(getattr(value, f.name)) for f in fields(value)}
+        return {
+            f.name: _dataclasses_to_dicts(getattr(value, f.name)) for f in fields(value)
+        }
     if isinstance(value, dict):
         return {k: _dataclasses_to_dicts(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

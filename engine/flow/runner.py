@@ -34,7 +34,7 @@ from engine.policy.policy import Policy
 from engine.runtime import Runtime
 from engine.store import jobs, snapshots
 from engine.store.bulk import Rows
-from engine.store.events import append_events
+from engine.store.events import EventIn, append_events
 from engine.store.models import (
     Incident,
     IncidentAction,
@@ -66,7 +66,9 @@ class FlowDeps:
 
 
 class Worker:
-    def __init__(self, deps: FlowDeps, worker_id: str, *, lease_s: float = 120.0) -> None:
+    def __init__(
+        self, deps: FlowDeps, worker_id: str, *, lease_s: float = 120.0
+    ) -> None:
         self.deps = deps
         self.worker_id = worker_id
         self.lease_s = lease_s
@@ -101,14 +103,20 @@ class Worker:
             if job.kind == EXECUTE:
                 self._guarded([job], lambda batch: self._execute(batch[0]))
             elif job.kind == LEARN:
-                self._guarded([job], lambda batch: learning.close_incident(self, batch[0]))
+                self._guarded(
+                    [job], lambda batch: learning.close_incident(self, batch[0])
+                )
         return True
 
     def _claim(self) -> list[Job]:
         with self.deps.sessions.begin() as session:
             claimed = jobs.claim_jobs(
-                session, self.worker_id, self.lease_s, KINDS,
-                now=self.now, limit=self.deps.batch,
+                session,
+                self.worker_id,
+                self.lease_s,
+                KINDS,
+                now=self.now,
+                limit=self.deps.batch,
             )
             for job in claimed:
                 session.expunge(job)
@@ -119,7 +127,9 @@ class Worker:
             work(batch)
         except IncidentPolicyError as exc:
             self._settle(batch, error=exc.message)
-            log.warning("job.failed", extra={"jobs": [j.id for j in batch], "code": exc.code})
+            log.warning(
+                "job.failed", extra={"jobs": [j.id for j in batch], "code": exc.code}
+            )
             return
         except Exception as exc:
             self._settle(batch, error=f"{type(exc).__name__}: {exc}", retry=True)
@@ -127,19 +137,32 @@ class Worker:
             return
         self._settle(batch)
 
-    def _settle(self, batch: list[Job], *, error: str | None = None, retry: bool = False) -> None:
+    def _settle(
+        self, batch: list[Job], *, error: str | None = None, retry: bool = False
+    ) -> None:
         with self.deps.sessions.begin() as session:
             if error is None:
-                jobs.complete_jobs(session, [j.id for j in batch], self.worker_id, now=self.now)
+                jobs.complete_jobs(
+                    session, [j.id for j in batch], self.worker_id, now=self.now
+                )
                 return
             retry_at = self.now + timedelta(seconds=10) if retry else None
             for job in batch:
-                jobs.fail_job(session, job.id, self.worker_id, error, now=self.now,
-                              retry_at=retry_at)
+                jobs.fail_job(
+                    session,
+                    job.id,
+                    self.worker_id,
+                    error,
+                    now=self.now,
+                    retry_at=retry_at,
+                )
 
     def executors_for(self, policy: Policy) -> execution.Executors:
         return execution.Executors(
-            policy, self.deps.executors, self.deps.locks, self.deps.runtime,
+            policy,
+            self.deps.executors,
+            self.deps.locks,
+            self.deps.runtime,
             self.deps.mode_override,
         )
 
@@ -155,7 +178,9 @@ class Worker:
             approval_ttl_s=self.deps.approval_ttl_s,
             reevaluate_after_s=self.deps.reevaluate_after_s,
         )
-        incident_ids = list(dict.fromkeys(j.incident_id for j in claimed if j.incident_id))
+        incident_ids = list(
+            dict.fromkeys(j.incident_id for j in claimed if j.incident_id)
+        )
         with self.deps.sessions.begin() as session:
             rounds.begin(session, batch, incident_ids)
         self._snapshot_phase(batch)
@@ -178,11 +203,15 @@ class Worker:
             rounds.resume_pending(session, batch)
             pending = rounds.pending_of(batch)
             history = execution.GuardHistory.load(session, pending, self.now)
-            started, real = self._start(session, batch, history, pending, defer_real=True)
+            started, real = self._start(
+                session, batch, history, pending, defer_real=True
+            )
         self._run_started(batch, started)
         for one in real:  # one at a time: a crash interrupts only the one running
             with self.deps.sessions.begin() as session:
-                started, _ = self._start(session, batch, history, [one], defer_real=False)
+                started, _ = self._start(
+                    session, batch, history, [one], defer_real=False
+                )
             self._run_started(batch, started)
         self._verify_and_decide(batch)
 
@@ -196,7 +225,12 @@ class Worker:
         defer_real: bool,
     ) -> tuple[list[execution.Started], list[execution.Pending]]:
         started, refused, deferred = execution.start(
-            session, batch.rows, batch.events, batch.deps, history, pending,
+            session,
+            batch.rows,
+            batch.events,
+            batch.deps,
+            history,
+            pending,
             defer_real=defer_real,
         )
         for ran in refused:
@@ -204,7 +238,9 @@ class Worker:
         batch.flush(session)
         return started, deferred
 
-    def _run_started(self, batch: rounds.Batch, started: list[execution.Started]) -> None:
+    def _run_started(
+        self, batch: rounds.Batch, started: list[execution.Started]
+    ) -> None:
         if not started:
             return
         done = [(s, *execution.run(batch.deps, s)) for s in started]
@@ -220,8 +256,14 @@ class Worker:
         if any(r.status == "succeeded" for item in items for r in item.ran):
             fresh = self.deps.snapshots.snapshot(None, fresh=True)
             for item in items:
-                facts = {"snapshot": item.snapshot, "alert": item.alert, "org": item.org}
-                verified.update(execution.verifications(batch.deps, item.ran, fresh.facts, facts))
+                facts = {
+                    "snapshot": item.snapshot,
+                    "alert": item.alert,
+                    "org": item.org,
+                }
+                verified.update(
+                    execution.verifications(batch.deps, item.ran, fresh.facts, facts)
+                )
         with self.deps.sessions.begin() as session:
             rounds.decide_stable(session, batch, fresh, verified)
 
@@ -233,27 +275,52 @@ class Worker:
         automatic = bool(payload.get("automatic"))
         with self.deps.sessions() as session:
             rec = session.get_one(Recommendation, payload["recommendation_id"])
-            wanted = RecommendationStatus.PENDING if automatic else RecommendationStatus.APPROVED
+            wanted = (
+                RecommendationStatus.PENDING
+                if automatic
+                else RecommendationStatus.APPROVED
+            )
             if rec.status != wanted.value or not rec.action or not rec.target:
                 return
             found = flow_state.load(session, session.get_one(Incident, rec.incident_id))
-            rec_id, action, target, rule_id = rec.id, rec.action, rec.target, rec.rule_id
+            rec_id, action, target, rule_id = (
+                rec.id,
+                rec.action,
+                rec.target,
+                rec.rule_id,
+            )
             org_id, incident_id = rec.org_id, rec.incident_id
         recheck = self.deps.snapshots.snapshot(found.posted or None, fresh=True)
         with self.deps.sessions.begin() as session:
-            snapshots.add_snapshot(session, recheck, ids=self.deps.runtime.ids, org_id=org_id,
-                                   incident_id=incident_id, purpose="recheck")
+            snapshots.add_snapshot(
+                session,
+                recheck,
+                ids=self.deps.runtime.ids,
+                org_id=org_id,
+                incident_id=incident_id,
+                purpose="recheck",
+            )
         facts = {**found.base(self.now), "snapshot": dict(recheck.facts)}
-        planned = PlannedAction(action, target, rule_id or "approval",
-                                _item(recheck.facts, target))
+        planned = PlannedAction(
+            action, target, rule_id or "approval", _item(recheck.facts, target)
+        )
         deps = self.executors_for(policy)
-        ran = self._run_one(deps, org_id, incident_id, planned, facts, rec_id, automatic,
-                            str(payload.get("actor", "approval")))
+        ran = self._run_one(
+            deps,
+            org_id,
+            incident_id,
+            planned,
+            facts,
+            rec_id,
+            automatic,
+            str(payload.get("actor", "approval")),
+        )
         verified = {}
         if ran.status == "succeeded":
             after = self.deps.snapshots.snapshot(found.posted or None, fresh=True)
             verified = execution.verifications(deps, [ran], after.facts, facts)
-        rows, events = Rows(), []
+        rows: Rows = Rows()
+        events: list[EventIn] = []
         execution.record_verifications(rows, events, [ran], verified, self.now)
         with self.deps.sessions.begin() as session:
             rows.write(session)
@@ -280,16 +347,38 @@ class Worker:
                 select(IncidentAction).where(IncidentAction.run_key == run_key)
             ).first()
             if existing is not None:
-                return execution.Ran(existing.id, org_id, incident_id, planned,
-                                     existing.status, existing.refusal_message or "")
-            row_id = execution.plan_row(rows, deps, org_id, incident_id, planned,
-                                        run_key=run_key, origin="approval")
+                return execution.Ran(
+                    existing.id,
+                    org_id,
+                    incident_id,
+                    planned,
+                    existing.status,
+                    existing.refusal_message or "",
+                )
+            row_id = execution.plan_row(
+                rows,
+                deps,
+                org_id,
+                incident_id,
+                planned,
+                run_key=run_key,
+                origin="approval",
+            )
             rows.write(session)
-            pending = execution.Pending(row_id, org_id, planned, facts, incident_id,
-                                        automatic, actor, origin="approval")
+            pending = execution.Pending(
+                row_id,
+                org_id,
+                planned,
+                facts,
+                incident_id,
+                automatic,
+                actor,
+                origin="approval",
+            )
             history = execution.GuardHistory.load(session, [pending], self.now)
-            started, refused, _ = execution.start(session, rows, events, deps, history,
-                                                  [pending], defer_real=False)
+            started, refused, _ = execution.start(
+                session, rows, events, deps, history, [pending], defer_real=False
+            )
             rows.write(session)
             append_events(session, events)
         if refused:

@@ -420,7 +420,9 @@ def _catalog(
     return catalog, tuple(guards)
 
 
-def _spec(name: str, entry: Mapping[str, Any], conditions: Mapping[str, Any]) -> ActionSpec:
+def _spec(
+    name: str, entry: Mapping[str, Any], conditions: Mapping[str, Any]
+) -> ActionSpec:
     return ActionSpec(
         name=name,
         executor=entry["executor"],
@@ -454,7 +456,9 @@ def _templates(
     return compiled
 
 
-def _template_strings(node: Any, path: tuple[Any, ...]) -> Iterable[tuple[tuple[Any, ...], str]]:
+def _template_strings(
+    node: Any, path: tuple[Any, ...]
+) -> Iterable[tuple[tuple[Any, ...], str]]:
     if isinstance(node, dict):
         for key, value in node.items():
             if key in TEMPLATE_FIELDS and isinstance(value, str):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from engine.errors import Location
 
@@ -67,7 +67,7 @@ class Group:
             yield from child.walk()
 
 
-Condition = Union[Test, Group]
+Condition = Test | Group
 
 ALWAYS = Group("all", ())
 """The empty condition: a rule with no ``when`` always matches."""

@@ -60,7 +60,9 @@ class Parser:
     thresholds: Thresholds
     problems: list[Problem] = field(default_factory=list)
 
-    def rules(self, stage: str, items: Sequence[Mapping[str, Any]], key: str) -> list[Rule]:
+    def rules(
+        self, stage: str, items: Sequence[Mapping[str, Any]], key: str
+    ) -> list[Rule]:
         parsed = []
         for index, item in enumerate(items):
             if item.get("enabled", True) is False:
@@ -68,7 +70,9 @@ class Parser:
             parsed.append(self.rule(stage, item, (key, index), index))
         return parsed
 
-    def rule(self, stage: str, item: Mapping[str, Any], at: PathKey, order: int) -> Rule:
+    def rule(
+        self, stage: str, item: Mapping[str, Any], at: PathKey, order: int
+    ) -> Rule:
         rule_id = str(item["id"])
         when = item.get("when")
         condition = self.condition(when, (*at, "when"), rule_id) if when else ALWAYS
@@ -83,7 +87,9 @@ class Parser:
             location=self.positions.at(at, rule_id),
         )
 
-    def then(self, then: Mapping[str, Any], at: PathKey, rule_id: str) -> dict[str, Any]:
+    def then(
+        self, then: Mapping[str, Any], at: PathKey, rule_id: str
+    ) -> dict[str, Any]:
         """Copy ``then``, replacing each ``where`` mapping by a condition."""
         result: dict[str, Any] = {}
         for key, value in then.items():
@@ -102,7 +108,9 @@ class Parser:
         where = self.condition(entry["where"], (*at, "where"), rule_id)
         return {**entry, "where": where}
 
-    def condition(self, data: Mapping[str, Any], at: PathKey, rule_id: str) -> Condition:
+    def condition(
+        self, data: Mapping[str, Any], at: PathKey, rule_id: str
+    ) -> Condition:
         children: list[Condition] = []
         for key, value in data.items():
             if key in GROUPS:
@@ -110,10 +118,14 @@ class Parser:
                     self.condition(member, (*at, key, i), rule_id)
                     for i, member in enumerate(value)
                 )
-                children.append(Group(key, members, self.positions.at((*at, key), rule_id)))
+                children.append(
+                    Group(key, members, self.positions.at((*at, key), rule_id))
+                )
             elif isinstance(value, Mapping):
                 for op, operand in value.items():
-                    children.append(self.test(key, op, operand, (*at, key, op), rule_id))
+                    children.append(
+                        self.test(key, op, operand, (*at, key, op), rule_id)
+                    )
             else:
                 children.append(self.test(key, "eq", value, (*at, key), rule_id))
         if len(children) == 1:
@@ -130,7 +142,9 @@ class Parser:
             values = [self.resolve(v, location) for v in operand]
             refs = [v for v in operand if isinstance(v, str) and _REFERENCE.match(v)]
             return Test(path, op, tuple(values), location, ",".join(refs) or None)
-        reference = operand if isinstance(operand, str) and _REFERENCE.match(operand) else None
+        reference = (
+            operand if isinstance(operand, str) and _REFERENCE.match(operand) else None
+        )
         resolved = self.resolve(operand, location)
         if kind is Operand.REGEX:
             self.check_pattern(resolved, location)

@@ -140,7 +140,9 @@ def _expand(
     where: Condition | None = entry.get("where")
     items = select(lookup(facts, entry["for_each"]), where)
     return [
-        PlannedItem(rule_id, _render(plain, {**facts, "item": item}, render, rendered), item)
+        PlannedItem(
+            rule_id, _render(plain, {**facts, "item": item}, render, rendered), item
+        )
         for item in items
     ]
 
@@ -152,12 +154,16 @@ def _render(
     rendered: Sequence[str],
 ) -> dict[str, Any]:
     return {
-        name: render(value, context) if name in rendered and isinstance(value, str) else value
+        name: render(value, context)
+        if name in rendered and isinstance(value, str)
+        else value
         for name, value in fields.items()
     }
 
 
-def unique(items: Sequence[PlannedItem], key: Callable[[PlannedItem], Any]) -> list[PlannedItem]:
+def unique(
+    items: Sequence[PlannedItem], key: Callable[[PlannedItem], Any]
+) -> list[PlannedItem]:
     """Keep the first item per key (the higher-priority rule's)."""
     seen: set[Any] = set()
     kept = []
@@ -169,7 +175,9 @@ def unique(items: Sequence[PlannedItem], key: Callable[[PlannedItem], Any]) -> l
     return kept
 
 
-def union_lists(matches: Sequence[Match], fields: Sequence[str]) -> dict[str, list[tuple[str, Any]]]:
+def union_lists(
+    matches: Sequence[Match], fields: Sequence[str]
+) -> dict[str, list[tuple[str, Any]]]:
     """Every match's entries of each list field, with the rule that gave them."""
     result: dict[str, list[tuple[str, Any]]] = {name: [] for name in fields}
     for match in matches:

@@ -188,7 +188,13 @@ def _then_schemas() -> Mapping[str, Schema]:
             required=("template", "tone", "channels"),
         ),
         "recommend": _object(
-            {"recommendations": {"type": "array", "minItems": 1, "items": recommendation}},
+            {
+                "recommendations": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": recommendation,
+                }
+            },
             required=("recommendations",),
         ),
         "decisions": _object(
@@ -207,9 +213,7 @@ def _then_schemas() -> Mapping[str, Schema]:
     }
 
 
-def _object(
-    properties: Mapping[str, Schema], required: tuple[str, ...] = ()
-) -> Schema:
+def _object(properties: Mapping[str, Schema], required: tuple[str, ...] = ()) -> Schema:
     schema: Schema = {
         "type": "object",
         "additionalProperties": False,
@@ -363,7 +367,9 @@ def _decisions() -> Schema:
     defaults = _object(
         {name: {"type": "boolean"} for name in DECISIONS}, required=DECISIONS
     )
-    return _file({"defaults": defaults, "rules": _rules("decisions")}, ("defaults", "rules"))
+    return _file(
+        {"defaults": defaults, "rules": _rules("decisions")}, ("defaults", "rules")
+    )
 
 
 def _impact() -> Schema:

@@ -30,7 +30,9 @@ class Positions:
     file: str
     marks: Mapping[PathKey, tuple[int, int]] = field(default_factory=dict)
 
-    def at(self, path: Sequence[str | int], rule_id: str = "", name: str = "") -> Location:
+    def at(
+        self, path: Sequence[str | int], rule_id: str = "", name: str = ""
+    ) -> Location:
         """The location of ``path``, or of its nearest located ancestor."""
         key = tuple(path)
         while key and key not in self.marks:
@@ -60,7 +62,7 @@ class _Builder:
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        return yaml.SafeLoader(self.name).construct_object(node)  # type: ignore[no-untyped-call]
+        return yaml.SafeLoader(self.name).construct_object(node)
 
     def _mapping(self, node: yaml.MappingNode, path: PathKey) -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -80,7 +82,7 @@ class _Builder:
         return result
 
     def _key(self, node: yaml.Node) -> str:
-        value = yaml.SafeLoader("").construct_object(node)  # type: ignore[no-untyped-call]
+        value = yaml.SafeLoader("").construct_object(node)
         return value if isinstance(value, str) else str(value)
 
 
@@ -106,7 +108,9 @@ def parse(text: str, name: str, path: Path | None = None) -> SourceFile:
     data = builder.build(root, ()) if root is not None else None
     if builder.problems:
         raise PolicyError(builder.problems[0].message, problems=builder.problems)
-    return SourceFile(path or Path(name), name, text, data, Positions(name, builder.marks))
+    return SourceFile(
+        path or Path(name), name, text, data, Positions(name, builder.marks)
+    )
 
 
 def _parse_json_or_fail(

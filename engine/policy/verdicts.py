@@ -60,9 +60,7 @@ def _items(test: Test, value: Any) -> bool:
     return bool(verdicts) and all(verdicts)
 
 
-def select(
-    items: Any, where: Condition | None
-) -> Iterator[Mapping[str, Any]]:
+def select(items: Any, where: Condition | None) -> Iterator[Mapping[str, Any]]:
     """The list items (mappings) that meet ``where``; all of them without it."""
     if not isinstance(items, list):
         return
@@ -94,7 +92,9 @@ def explain(condition: Condition, facts: Mapping[str, Any]) -> Verdict:
     value = lookup(facts, condition.path)
     verdict = _test(condition, value)
     if condition.op in ITEM_OPERATORS and isinstance(value, list):
-        return Verdict(condition, verdict, _summarise(value), _item_verdicts(condition, value))
+        return Verdict(
+            condition, verdict, _summarise(value), _item_verdicts(condition, value)
+        )
     return Verdict(condition, verdict, value)
 
 

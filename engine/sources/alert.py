@@ -191,7 +191,10 @@ def from_facts(section: Mapping[str, Any], *, source: str = "replay") -> Incomin
         kind=kind,
         name=name,
         status=str(section.get("status") or "firing"),
-        fingerprint=str(section.get("fingerprint") or fingerprint_of(source, {"alertname": name, **labels})),
+        fingerprint=str(
+            section.get("fingerprint")
+            or fingerprint_of(source, {"alertname": name, **labels})
+        ),
         labels=labels,
         annotations=check_labels(section.get("annotations") or {}, "alert.annotations"),
         severity=section.get("severity"),

@@ -63,7 +63,8 @@ def _unified(body: Mapping[str, Any]) -> Batch:
         )
     if len(alerts) > MAX_ALERTS:
         raise InputError(
-            f"alerts: {len(alerts)} alerts in one notification; the limit is {MAX_ALERTS}",
+            f"alerts: {len(alerts)} alerts in one notification; the limit is "
+            f"{MAX_ALERTS}",
             code="E512",
             location=Location(field="alerts"),
         )

@@ -72,7 +72,9 @@ class Rows:
         self._changed.clear()
 
 
-def _by_columns(changed: Mapping[str, dict[str, Any]]) -> dict[tuple[str, ...], list[dict[str, Any]]]:
+def _by_columns(
+    changed: Mapping[str, dict[str, Any]],
+) -> dict[tuple[str, ...], list[dict[str, Any]]]:
     # One executemany needs the same columns in every row.
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
     for row in changed.values():

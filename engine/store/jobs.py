@@ -264,8 +264,11 @@ def claim_jobs(
     )
     claimed = session.scalars(
         select(Job)
-        .where(Job.id.in_(candidates), Job.claimed_by == worker_id,
-               Job.status == JobStatus.RUNNING.value)
+        .where(
+            Job.id.in_(candidates),
+            Job.claimed_by == worker_id,
+            Job.status == JobStatus.RUNNING.value,
+        )
         .order_by(Job.run_after, Job.id)
         .execution_options(populate_existing=True)
     ).all()
@@ -285,7 +288,9 @@ def complete_jobs(
             Job.claimed_by == worker_id,
             Job.status == JobStatus.RUNNING.value,
         )
-        .values(status=JobStatus.DONE.value, finished_at=as_utc(now), claimed_until=None)
+        .values(
+            status=JobStatus.DONE.value, finished_at=as_utc(now), claimed_until=None
+        )
         .execution_options(synchronize_session=False)
     )
     return int(done.rowcount)  # type: ignore[attr-defined]

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.actions.base import (
+    EXECUTORS,
     ActionRequest,
     ActionSpec,
     ExecutionResult,
@@ -26,7 +27,6 @@ from engine.actions.base import (
     Step,
     Verification,
 )
-from engine.actions.base import EXECUTORS
 from engine.facts.base import Snapshot
 from engine.flow.runner import FlowDeps, Worker
 from engine.policy.compiler import compile_policy
@@ -44,9 +44,12 @@ class JournalExecutor:
     def check(self, request: ActionRequest, spec: ActionSpec) -> Refusal | None:
         return None
 
-    def run(self, request: ActionRequest, spec: ActionSpec, *, dry_run: bool) -> ExecutionResult:
+    def run(
+        self, request: ActionRequest, spec: ActionSpec, *, dry_run: bool
+    ) -> ExecutionResult:
         if not dry_run:
-            line = f"{os.getpid()} {request.incident_id} {request.action} {request.target}\n"
+            ran = (request.incident_id, request.action, request.target)
+            line = f"{os.getpid()} {' '.join(ran)}\n"
             with self.journal.open("a") as out:
                 out.write(line)
                 out.flush()
@@ -67,7 +70,9 @@ class JournalExecutor:
 
 
 class SlowSnapshots:
-    def __init__(self, facts: Mapping[str, Any], slow_s: float, runtime: Runtime) -> None:
+    def __init__(
+        self, facts: Mapping[str, Any], slow_s: float, runtime: Runtime
+    ) -> None:
         self.facts = dict(facts)
         self.slow_s = slow_s
         self.runtime = runtime
@@ -99,7 +104,9 @@ def main(config_path: str) -> int:
         runtime=runtime,
         mode_override="auto",
     )
-    worker = Worker(deps, f"crash-{os.getpid()}", lease_s=float(config.get("lease_s", 1)))
+    worker = Worker(
+        deps, f"crash-{os.getpid()}", lease_s=float(config.get("lease_s", 1))
+    )
     idle_since = time.monotonic()
     while time.monotonic() - idle_since < float(config.get("idle_exit_s", 3)):
         if worker.run_once():

@@ -200,7 +200,9 @@ class Pm2:
     def env(self) -> dict[str, str]:
         return {**os.environ, "PM2_HOME": str(self.home)}
 
-    def run(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, timeout: float = 30.0
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [self.binary, *args],
             env=self.env,

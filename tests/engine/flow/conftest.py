@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from engine.store.db import Database, open_database
 from tests.engine.store.conftest import (  # noqa: F401
     clock,
     db,
@@ -10,12 +13,7 @@ from tests.engine.store.conftest import (  # noqa: F401
     postgres_store_url,
     sqlite_store_url,
 )
-
-
-import pytest  # noqa: E402
-
-from engine.store.db import Database, open_database  # noqa: E402
-from tests.support.databases import wipe  # noqa: E402
+from tests.support.databases import wipe
 
 
 @pytest.fixture

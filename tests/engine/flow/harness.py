@@ -109,10 +109,17 @@ class Harness:
         return self.policy.version
 
     def post(self, alert: IncomingAlert | None = None, **fields: Any) -> Accepted:
-        incoming = alert or to_alert(GenericAlertIn(**{"kind": "threshold_exceeded", **fields}))
+        incoming = alert or to_alert(
+            GenericAlertIn(**{"kind": "threshold_exceeded", **fields})
+        )
         with self.db.sessions.begin() as session:
             return accept(
-                session, self.policy, self.org_id, incoming, ids=self.ids, now=self.clock.now()
+                session,
+                self.policy,
+                self.org_id,
+                incoming,
+                ids=self.ids,
+                now=self.clock.now(),
             )
 
     def drain(self, limit: int = 50) -> int:

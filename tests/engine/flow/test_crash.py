@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 from engine.flow.accept import accept
 from engine.policy.compiler import compile_policy
 from engine.policy.loader import load
-from engine.runtime import SystemClock, SortableIds
+from engine.runtime import SortableIds, SystemClock
 from engine.sources.generic import GenericAlertIn, to_alert
 from engine.store.db import Database
 from engine.store.incidents import load_incident
@@ -50,34 +50,49 @@ class Crash:
         self.url = db_url
         ids = SortableIds(SystemClock())
         with db.sessions.begin() as session:
-            self.org_id = create_org(session, ids=ids, name="crash", now=SystemClock().now()).id
+            self.org_id = create_org(
+                session, ids=ids, name="crash", now=SystemClock().now()
+            ).id
             accepted = accept(
-                session, compile_policy(load(self.rules)), self.org_id,
+                session,
+                compile_policy(load(self.rules)),
+                self.org_id,
                 to_alert(GenericAlertIn(kind="threshold_exceeded", name="DiskFull")),
-                ids=ids, now=SystemClock().now(),
+                ids=ids,
+                now=SystemClock().now(),
             )
         self.incident_id = accepted.incident_id or ""
 
     def start(self, **config: float) -> subprocess.Popen[bytes]:
         path = self.tmp_path / f"worker-{time.monotonic_ns()}.json"
-        path.write_text(json.dumps({
-            "database_url": self.url,
-            "rules": str(self.rules),
-            "journal": str(self.journal),
-            "snapshot": scenario("case-s06")["snapshot"],
-            "lease_s": 1,
-            "idle_exit_s": 2.5,
-            **config,
-        }))
+        path.write_text(
+            json.dumps(
+                {
+                    "database_url": self.url,
+                    "rules": str(self.rules),
+                    "journal": str(self.journal),
+                    "snapshot": scenario("case-s06")["snapshot"],
+                    "lease_s": 1,
+                    "idle_exit_s": 2.5,
+                    **config,
+                }
+            )
+        )
         return subprocess.Popen(
             [sys.executable, "-m", "tests.support.crashworker", str(path)],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
 
-    def kill_when(self, worker: subprocess.Popen[bytes], ready: Callable[[], bool]) -> None:
+    def kill_when(
+        self, worker: subprocess.Popen[bytes], ready: Callable[[], bool]
+    ) -> None:
         deadline = time.monotonic() + 30
         while not ready():
-            assert worker.poll() is None, worker.stderr.read().decode() if worker.stderr else ""
+            assert worker.poll() is None, (
+                worker.stderr.read().decode() if worker.stderr else ""
+            )
             assert time.monotonic() < deadline, "the moment to kill never came"
             time.sleep(0.02)
         os.kill(worker.pid, signal.SIGKILL)
@@ -85,14 +100,18 @@ class Crash:
 
     def finish(self) -> None:
         worker = self.start()
-        assert worker.wait(timeout=60) == 0, worker.stderr.read().decode() if worker.stderr else ""
+        assert worker.wait(timeout=60) == 0, (
+            worker.stderr.read().decode() if worker.stderr else ""
+        )
 
     def scalar(self, query: object) -> int:
         with self.db.sessions() as session:
             return int(session.scalar(query) or 0)  # type: ignore[call-overload]
 
     def action_running(self) -> bool:
-        return bool(self.scalar(select(func.count()).where(IncidentAction.status == "running")))
+        return bool(
+            self.scalar(select(func.count()).where(IncidentAction.status == "running"))
+        )
 
     def job_claimed(self) -> bool:
         return bool(self.scalar(select(func.count()).where(Job.status == "running")))
@@ -107,7 +126,9 @@ class Crash:
             per_stage = Counter(m.stage for m in session.scalars(select(RuleMatch)))
         assert view.incident.stage is None
         assert view.incident.status == "awaiting_approval"
-        assert len(view.briefs) == 1 and len(view.impacts) == 1 and len(view.messages) == 1
+        assert (
+            len(view.briefs) == 1 and len(view.impacts) == 1 and len(view.messages) == 1
+        )
         assert len({r.key for r in view.recommendations}) == len(view.recommendations)
         assert per_stage["classify"] == 2  # disk-full and alert-says-disk, once each
         assert per_stage["stabilize"] == 2

@@ -20,7 +20,15 @@ from engine.store.models import Job
 from tests.engine.flow.harness import Harness, Snapshots, kinds, rules_copy
 from tests.support.fixtures import load_json
 
-STAGES = ["snapshot", "stabilize", "classify", "brief", "impact", "message", "recommend"]
+STAGES = [
+    "snapshot",
+    "stabilize",
+    "classify",
+    "brief",
+    "impact",
+    "message",
+    "recommend",
+]
 AUTO_TARGETS = {
     "pause_jobs": {"mode": "auto"},
     "clear_temp": {"mode": "auto"},
@@ -52,7 +60,13 @@ def harness(
 ) -> Harness:
     facts = scenario(name)["snapshot"]
     return Harness(
-        db, clock, ids, rules_copy(tmp_path), Snapshots(facts, after), mode=mode, **kwargs
+        db,
+        clock,
+        ids,
+        rules_copy(tmp_path),
+        Snapshots(facts, after),
+        mode=mode,
+        **kwargs,
     )
 
 
@@ -75,7 +89,9 @@ def test_incident_goes_through_every_stage_in_order(db, clock, ids, tmp_path) ->
     assert view.incident.policy_version == h.policy.version
 
 
-def test_every_rule_match_is_audited_with_version_and_place(db, clock, ids, tmp_path) -> None:
+def test_every_rule_match_is_audited_with_version_and_place(
+    db, clock, ids, tmp_path
+) -> None:
     h = harness(db, clock, ids, tmp_path, "case-s06")
 
     opened = h.post(name="DiskFull")
@@ -83,7 +99,9 @@ def test_every_rule_match_is_audited_with_version_and_place(db, clock, ids, tmp_
     view = h.view(opened.incident_id)
 
     by_stage = Counter(m.stage for m in view.rule_matches)
-    classified = {m.rule_id: m.selected for m in view.rule_matches if m.stage == "classify"}
+    classified = {
+        m.rule_id: m.selected for m in view.rule_matches if m.stage == "classify"
+    }
     assert classified == {"disk-full": True, "alert-says-disk": False}
     assert by_stage["stabilize"] == 2  # free-temp-space, pause-jobs-on-full-disk
     assert by_stage["decisions"] == 0  # no rule said stable: the default stands
@@ -115,7 +133,9 @@ def test_actions_run_once_with_verdict_command_and_verification(
     assert view.snapshots[-1].purpose == "verify"
 
 
-def test_dry_run_records_the_command_and_changes_nothing(db, clock, ids, tmp_path) -> None:
+def test_dry_run_records_the_command_and_changes_nothing(
+    db, clock, ids, tmp_path
+) -> None:
     h = harness(db, clock, ids, tmp_path, "case-s06", mode=None)  # shipped: dry_run
 
     opened = h.post(name="DiskFull")
@@ -134,7 +154,9 @@ def test_mode_off_refuses_every_action(db, clock, ids, tmp_path) -> None:
     h.drain()
 
     view = h.view(opened.incident_id)
-    assert {(a.status, a.refusal_code) for a in view.actions} == {("refused", "mode_off")}
+    assert {(a.status, a.refusal_code) for a in view.actions} == {
+        ("refused", "mode_off")
+    }
     assert h.executors["clear_temp"].calls == []
 
 
@@ -157,14 +179,20 @@ def test_cooldown_keeps_a_second_incident_off_the_same_target(
 
 
 def test_executor_refusal_is_recorded_with_its_advice(db, clock, ids, tmp_path) -> None:
-    refusal = Refusal("not_configured", "no temp directory is configured", "set directories")
-    executors = recording_executors(clear_temp=RecordingExecutor("clear_temp", refusal=refusal))
+    refusal = Refusal(
+        "not_configured", "no temp directory is configured", "set directories"
+    )
+    executors = recording_executors(
+        clear_temp=RecordingExecutor("clear_temp", refusal=refusal)
+    )
     h = harness(db, clock, ids, tmp_path, "case-s06", executors=executors)
 
     opened = h.post(name="DiskFull")
     h.drain()
 
-    temp = next(a for a in h.view(opened.incident_id).actions if a.action == "clear_temp")
+    temp = next(
+        a for a in h.view(opened.incident_id).actions if a.action == "clear_temp"
+    )
     assert temp.status == "refused"
     assert temp.refusal_code == "not_configured"
     assert temp.refusal_message == "no temp directory is configured set directories"
@@ -186,10 +214,14 @@ def test_incident_that_recovers_goes_to_monitoring(db, clock, ids, tmp_path) -> 
     assert all(a.verification["effective"] for a in view.actions)
 
 
-def test_approved_recommendation_runs_after_a_fresh_recheck(db, clock, ids, tmp_path) -> None:
+def test_approved_recommendation_runs_after_a_fresh_recheck(
+    db, clock, ids, tmp_path
+) -> None:
     rules = rules_copy(tmp_path)
     disable(rules / "stabilize.yaml", "free-temp-space")
-    h = Harness(db, clock, ids, rules, Snapshots(scenario("case-s06")["snapshot"]), mode="auto")
+    h = Harness(
+        db, clock, ids, rules, Snapshots(scenario("case-s06")["snapshot"]), mode="auto"
+    )
     opened = h.post(name="DiskFull")
     h.drain()
     clock.advance(600)
@@ -198,8 +230,14 @@ def test_approved_recommendation_runs_after_a_fresh_recheck(db, clock, ids, tmp_
 
     with db.sessions.begin() as session:
         decide_on_recommendation(
-            session, h.org_id, rec.id, approve=True, actor="alice",
-            comment="go", ids=ids, now=clock.now(),
+            session,
+            h.org_id,
+            rec.id,
+            approve=True,
+            actor="alice",
+            comment="go",
+            ids=ids,
+            now=clock.now(),
         )
     h.drain()
 
@@ -216,8 +254,15 @@ def test_low_risk_recommendation_runs_alone_only_where_allowed(
 ) -> None:
     rules = rules_copy(tmp_path, auto_execute=True)
     disable(rules / "stabilize.yaml", "pause-jobs-on-dead-dependency")
-    h = Harness(db, clock, ids, rules, Snapshots(scenario("case-s05")["snapshot"]),
-                mode="auto", auto_execute=True)
+    h = Harness(
+        db,
+        clock,
+        ids,
+        rules,
+        Snapshots(scenario("case-s05")["snapshot"]),
+        mode="auto",
+        auto_execute=True,
+    )
 
     opened = h.post(name="S3Down")
     h.drain()
@@ -249,10 +294,14 @@ def test_breaker_stops_automatic_actions_after_ineffective_rounds(
     rules = rules_copy(
         tmp_path,
         breaker={"ineffective_runs": 2},
-        actions={"clear_temp": {"cooldown_s": 0, "budget_per_hour": 100},
-                 "pause_jobs": {"cooldown_s": 0, "budget_per_hour": 100}},
+        actions={
+            "clear_temp": {"cooldown_s": 0, "budget_per_hour": 100},
+            "pause_jobs": {"cooldown_s": 0, "budget_per_hour": 100},
+        },
     )
-    h = Harness(db, clock, ids, rules, Snapshots(scenario("case-s06")["snapshot"]), mode="auto")
+    h = Harness(
+        db, clock, ids, rules, Snapshots(scenario("case-s06")["snapshot"]), mode="auto"
+    )
     opened = h.post(name="DiskFull")
     h.drain()
 
@@ -296,7 +345,9 @@ def test_times_are_aware_utc_everywhere(db, clock, ids, tmp_path) -> None:
     view = h.view(opened.incident_id)
     stamps = [view.incident.created_at, view.incident.updated_at]
     stamps += [e.at for e in view.events] + [a.planned_at for a in view.actions]
-    assert all(t.tzinfo is not None and t.utcoffset().total_seconds() == 0 for t in stamps)
+    assert all(
+        t.tzinfo is not None and t.utcoffset().total_seconds() == 0 for t in stamps
+    )
     assert all(t.tzinfo == UTC or str(t.tzinfo) in ("UTC", "+00:00") for t in stamps)
 
 

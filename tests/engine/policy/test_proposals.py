@@ -44,7 +44,10 @@ def test_proposal_for_an_unknown_threshold_is_refused(rules: Path) -> None:
     with pytest.raises(PolicyError) as raised:
         proposals.propose(rules, "memory.nope", 1)
 
-    assert raised.value.message == "threshold memory.nope does not exist in thresholds.yaml"
+    assert (
+        raised.value.message
+        == "threshold memory.nope does not exist in thresholds.yaml"
+    )
 
 
 def test_stale_proposal_is_refused_after_a_manual_edit(rules: Path) -> None:
@@ -56,10 +59,16 @@ def test_stale_proposal_is_refused_after_a_manual_edit(rules: Path) -> None:
         proposals.apply(rules, edit)
 
 
-def test_proposal_that_breaks_validation_is_refused_and_not_written(rules: Path) -> None:
+def test_proposal_that_breaks_validation_is_refused_and_not_written(
+    rules: Path,
+) -> None:
     edit = proposals.propose(rules, "memory.critical_percent", 90)
     broken = proposals.Edit(
-        edit.file, edit.threshold, edit.old_value, "x", edit.old_text,
+        edit.file,
+        edit.threshold,
+        edit.old_value,
+        "x",
+        edit.old_text,
         edit.old_text.replace("critical_percent: 95", "critical_percent: [1, 2]"),
     )
 

@@ -43,7 +43,9 @@ def test_mixed_offsets_in_one_alert_are_both_utc() -> None:
 
 
 def test_envelope_status_is_not_the_status_of_each_alert() -> None:
-    name = "alertmanager/am025_grouped_truncated_status_resolved_but_6_still_firing.json"
+    name = (
+        "alertmanager/am025_grouped_truncated_status_resolved_but_6_still_firing.json"
+    )
     batch = alertmanager.parse(load_json(name))
 
     assert batch.envelope_status == "resolved"
@@ -78,7 +80,9 @@ def test_every_notification_of_a_real_run_parses() -> None:
 
 
 def test_older_body_without_truncated_field_parses() -> None:
-    body = load_json("alertmanager/wild_zulip_fixture_2020_no_truncatedAlerts_field.json")
+    body = load_json(
+        "alertmanager/wild_zulip_fixture_2020_no_truncatedAlerts_field.json"
+    )
 
     batch = alertmanager.parse(body)
 

@@ -7,8 +7,12 @@ from engine.sources.generic import GenericAlertIn, to_alert
 
 
 def test_generic_alert_gets_a_stable_fingerprint_from_its_labels() -> None:
-    one = to_alert(GenericAlertIn(kind="threshold_exceeded", labels={"a": "1", "b": "2"}))
-    two = to_alert(GenericAlertIn(kind="threshold_exceeded", labels={"b": "2", "a": "1"}))
+    one = to_alert(
+        GenericAlertIn(kind="threshold_exceeded", labels={"a": "1", "b": "2"})
+    )
+    two = to_alert(
+        GenericAlertIn(kind="threshold_exceeded", labels={"b": "2", "a": "1"})
+    )
 
     assert one.fingerprint == two.fingerprint
     assert one.facts()["kind"] == "threshold_exceeded"
@@ -19,7 +23,10 @@ def test_unknown_kind_is_refused_with_the_known_ones() -> None:
         to_alert(GenericAlertIn(kind="meteor_strike"))
 
     assert raised.value.code == "E530"
-    assert "kind: 'meteor_strike' is not a kind the intake rules know" in raised.value.message
+    assert (
+        "kind: 'meteor_strike' is not a kind the intake rules know"
+        in raised.value.message
+    )
 
 
 def test_posted_snapshot_facts_are_checked_against_the_vocabulary() -> None:
@@ -29,4 +36,6 @@ def test_posted_snapshot_facts_are_checked_against_the_vocabulary() -> None:
         to_alert(body)
 
     assert raised.value.code == "E531"
-    assert raised.value.message.startswith("snapshot.memory.percent: 'high' is not of type")
+    assert raised.value.message.startswith(
+        "snapshot.memory.percent: 'high' is not of type"
+    )

@@ -31,7 +31,9 @@ def test_unified_firing_alert_carries_its_value() -> None:
 
 
 def test_documentation_example_offsets_become_utc() -> None:
-    batch = grafana.parse(load_json("grafana/grafana_docs_example_two_firing_tz_offset.json"))
+    batch = grafana.parse(
+        load_json("grafana/grafana_docs_example_two_firing_tz_offset.json")
+    )
 
     first = batch.alerts[0]
     assert first.starts_at == datetime(2021, 10, 12, 7, 51, 3, 157076, tzinfo=UTC)
