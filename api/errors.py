@@ -75,7 +75,8 @@ def _describe(error: dict[str, Any]) -> str:
     where = _field(error.get("loc", ()))
     if error.get("type") == "json_invalid":
         ctx = error.get("ctx", {})
-        return f"body is not valid JSON ({ctx.get('error', 'syntax error')}); send a JSON object"
+        problem = ctx.get("error", "syntax error")
+        return f"body is not valid JSON ({problem}); send a JSON object"
     return f"{where}: {error.get('msg', 'invalid value')}"
 
 
@@ -102,7 +103,7 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("api.unexpected_error", extra={"path": request.url.path})
+    log.error("api.unexpected_error", extra={"path": request.url.path}, exc_info=exc)
     return JSONResponse(
         body("E999", "internal error; the service logged it and keeps running"),
         status_code=500,
