@@ -122,7 +122,7 @@ class IntakeBatcher:
             first = self._queue.get()
             batch, running = self._drain(first)
             if batch:
-                self._commit_batch(batch)
+                self.commit_batch(batch)
         log.info("intake.stopped")
 
     def _drain(self, first: Submission | None) -> tuple[list[Submission], bool]:
@@ -139,7 +139,8 @@ class IntakeBatcher:
             batch.append(item)
         return batch, True
 
-    def _commit_batch(self, batch: list[Submission]) -> None:
+    def commit_batch(self, batch: list[Submission]) -> None:
+        """Accept ``batch`` in one transaction and settle every future."""
         try:
             done = self._commit(batch)
         except Exception as exc:
@@ -151,7 +152,7 @@ class IntakeBatcher:
                 extra={"size": len(batch), "error": type(exc).__name__},
             )
             for submission in batch:
-                self._commit_batch([submission])
+                self.commit_batch([submission])
             return
         for submission, outcome in done:
             if isinstance(outcome, BaseException):
