@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 from engine.errors import (
     ActionError,
     ConflictError,
+    FactsError,
     IncidentPolicyError,
     InputError,
     NotFoundError,
@@ -38,6 +39,7 @@ STATUS = (
     (StoreError, 503),
     (InputError, 422),
     (PolicyError, 422),
+    (FactsError, 422),
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,7 @@ def reload_policy(caller: AdminCaller, services: ServicesDep) -> PolicyStatusOut
 def validate_policy(
     body: ValidateIn, caller: AdminCaller, services: ServicesDep
 ) -> ValidateOut:
-    """Check a candidate rules directory, or uploaded rule files, like `rules check`."""
+    """Check a rules directory, or rule files laid over the running ones."""
     if (body.directory is None) == (body.files is None):
         raise InputError(
             "give either `directory` (a path on the server) or `files` "
@@ -67,9 +68,13 @@ def validate_policy(
     if body.directory is not None:
         return _report(checker.check(Path(body.directory), compile=services.compile))
     with tempfile.TemporaryDirectory(prefix="ip-validate-") as folder:
-        _write_files(Path(folder), body.files or {})
-        report = checker.check(Path(folder), compile=services.compile)
-        return _report(report)
+        # The uploaded files replace theirs in a copy of the running rules.
+        candidate = Path(folder) / "rules"
+        running = services.policy.current.source.directory
+        shutil.copytree(running, candidate, ignore=shutil.ignore_patterns("tests"))
+        _write_files(candidate, body.files or {})
+        report = checker.check(candidate, compile=services.compile)
+        return _report(report, strip=f"{candidate}/")
 
 
 def _write_files(folder: Path, files: dict[str, str]) -> None:
@@ -91,8 +96,10 @@ def _write_files(folder: Path, files: dict[str, str]) -> None:
         (folder / name).write_text(text, encoding="utf-8")
 
 
-def _report(report: checker.CheckReport) -> ValidateOut:
+def _report(report: checker.CheckReport, strip: str = "") -> ValidateOut:
     data: dict[str, Any] = report.as_dict()
+    for problem in data["problems"]:
+        problem["file"] = str(problem["file"]).removeprefix(strip)
     return ValidateOut(
         ok=report.errors == 0,
         errors=report.errors,
