@@ -178,6 +178,7 @@ def serve(settings: Settings) -> None:
     admin = service.ensure_admin_key()
     app = create_app(settings, services=service.services)
     _install_sighup(service)
+    _absorb_stop_signals()
     service.start()
     where = f"http://{_bracketed(settings.host)}:{settings.port}"
     click.echo(f"incident-policy listening on {where}")
@@ -200,6 +201,14 @@ def serve(settings: Settings) -> None:
         )
     finally:
         service.stop()
+
+
+def _absorb_stop_signals() -> None:
+    # uvicorn shuts down on SIGTERM/SIGINT, then raises the signal again
+    # with the handlers it found; these let the flow threads stop cleanly
+    # afterwards and the process exit 0 instead of dying by the signal.
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, lambda number, frame: None)
 
 
 def _bracketed(host: str) -> str:

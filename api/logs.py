@@ -22,7 +22,7 @@ STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 }
 SECRET_NAMES = re.compile(r"(key|token|password|secret|authorization)", re.I)
 BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.I)
-KEY_SHAPE = re.compile(r"\bip_[A-Za-z0-9]{8}_[A-Za-z0-9_-]{16,}\b")
+KEY_SHAPE = re.compile(r"\bipk_[A-Za-z0-9_-]{16,}")  # engine.store.orgs.KEY_PREFIX
 REDACTED = "[redacted]"
 
 
