@@ -181,26 +181,43 @@ def decide(
     def act() -> None:
         if subject == "proposal" and approve:
             services.require_operator(caller, "approving a proposal")
+        actor, ids = caller.actor, services.runtime.ids
         with services.database.sessions.begin() as session:
-            common = {
-                "approve": approve,
-                "actor": caller.actor,
-                "comment": comment,
-                "ids": services.runtime.ids,
-                "now": services.runtime.clock.now(),
-            }
+            now = services.runtime.clock.now()
             if subject == "recommendation":
-                decide_on_recommendation(session, caller.org_id, subject_id, **common)
+                decide_on_recommendation(
+                    session,
+                    caller.org_id,
+                    subject_id,
+                    approve=approve,
+                    actor=actor,
+                    comment=comment,
+                    ids=ids,
+                    now=now,
+                )
             elif subject == "message":
-                decide_on_message(session, caller.org_id, subject_id, **common)
+                decide_on_message(
+                    session,
+                    caller.org_id,
+                    subject_id,
+                    approve=approve,
+                    actor=actor,
+                    comment=comment,
+                    ids=ids,
+                    now=now,
+                )
             else:
                 decide_on_proposal(
                     session,
                     caller.org_id,
                     subject_id,
+                    approve=approve,
+                    actor=actor,
+                    comment=comment,
+                    ids=ids,
+                    now=now,
                     rules_dir=services.policy.current.source.directory,
                     reload=services.reload,
-                    **common,
                 )
         services.wake.set()
 

@@ -21,7 +21,8 @@ from api.schemas import (
 from engine.errors import FactsError, InputError, Location
 from engine.facts import vocabulary
 from engine.policy import checker, explain
-from engine.policy.loader import FILE_STEMS, SUFFIXES
+from engine.policy.loader import SUFFIXES
+from engine.policy.schema import FILE_STEMS
 
 router = APIRouter(prefix="/v1", tags=["policy"])
 
