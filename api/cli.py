@@ -22,8 +22,9 @@ from pydantic import ValidationError
 from api import logs
 from engine.errors import IncidentPolicyError
 from engine.policy import checker, explain, ruletests
+from engine.policy.compiler import compile_policy
 from engine.policy.loader import load
-from engine.policy.policy import Compile, compile_python
+from engine.policy.policy import Compile
 from engine.runtime import Runtime, SystemClock
 from engine.settings import Settings
 from engine.store.db import Database, open_database, upgrade
@@ -35,7 +36,7 @@ from engine.store.orgs import (
     revoke_api_key,
 )
 
-COMPILE: Compile = compile_python
+COMPILE: Compile = compile_policy
 """The backend ``rules`` commands compile the policy with: the service's."""
 
 FORMATS = click.Choice(["text", "json"])
@@ -216,11 +217,10 @@ def _bracketed(host: str) -> str:
 
 
 def _install_sighup(service: Any) -> None:
-    install = getattr(service.holder, "install_sighup", None)
-    if callable(install):
-        install()
-        return
-    signal.signal(signal.SIGHUP, lambda *_: service.holder.reload())
+    from engine.policy.holder import PolicyHolder, install_sighup
+
+    if isinstance(service.holder, PolicyHolder):
+        install_sighup(service.holder)
 
 
 @main.group()
@@ -379,3 +379,12 @@ def _emit(text: str, data: Any, fmt: str) -> None:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
     else:
         click.echo(text)
+
+
+def _register() -> None:
+    from api.replay_command import replay_command
+
+    main.add_command(replay_command)
+
+
+_register()

@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api.deps import Services
 from engine.store.models import Incident, Job, JobStatus
+from engine.telemetry import POLICY_LAST_RELOAD_OK
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,9 @@ class StoreCollector(Collector):
                 queue.add_metric([kind], count)
 
     def _policy(self) -> GaugeMetricFamily:
+        # The holder may reload on its own (file watcher, SIGHUP): the gauge
+        # is set from its status at each scrape.
+        POLICY_LAST_RELOAD_OK.set(1 if self._services.policy.status.ok else 0)
         info = GaugeMetricFamily(
             "incident_policy_policy_info",
             "The running policy version (value 1); ok is the last reload's result.",
@@ -76,7 +80,8 @@ class StoreCollector(Collector):
 
 
 def exposition(registry: CollectorRegistry) -> bytes:
-    return generate_latest(REGISTRY) + generate_latest(registry)
+    store = generate_latest(registry)  # first: it sets the reload gauge
+    return generate_latest(REGISTRY) + store
 
 
 def store_registry(services: Services) -> CollectorRegistry:

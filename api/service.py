@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import select
 
 from api.deps import KeyCache, Services
-from api.holder import FixedHolder, PolicyControl
+from api.holder import PolicyControl
 from api.intake import IntakeBatcher
 from engine.actions.base import Executor
 from engine.actions.locks import TargetLocks
@@ -39,8 +39,10 @@ from engine.facts.observer import HostObserver
 from engine.flow.runner import FlowDeps, Worker
 from engine.flow.snapshots import SharedObserver, SnapshotSource
 from engine.flow.watcher import Watcher
+from engine.policy.compiler import compile_policy
+from engine.policy.holder import PolicyHolder
 from engine.policy.model import Rule
-from engine.policy.policy import Compile, Policy, compile_python
+from engine.policy.policy import Compile, Policy
 from engine.runtime import Runtime
 from engine.settings import Settings
 from engine.store.db import Database, open_database, upgrade
@@ -100,7 +102,7 @@ class Service:
         *,
         runtime: Runtime | None = None,
         holder: PolicyControl | None = None,
-        compile: Compile = compile_python,
+        compile: Compile = compile_policy,
         snapshots: SnapshotSource | None = None,
         executors: Mapping[str, Executor] | None = None,
     ) -> None:
@@ -109,9 +111,7 @@ class Service:
         url = settings.resolved_database_url
         upgrade(url)
         self.database: Database = open_database(url)
-        self.holder = holder or FixedHolder(
-            settings.rules_dir, compile=compile, clock=self.runtime.clock
-        )
+        self.holder = holder or load_policy(settings, compile, self.runtime)
         self.policy = TimedPolicies(self.holder)
         wake = threading.Event()
         self.services = Services(
@@ -253,6 +253,14 @@ class Service:
             )
             write_secret(path, issued.key)
         return AdminKey(issued.key, path)
+
+
+def load_policy(settings: Settings, compile: Compile, runtime: Runtime) -> PolicyHolder:
+    """The engine's holder over the rules directory, loaded once now."""
+    holder = PolicyHolder(settings.rules_dir, compile, clock=runtime.clock)
+    holder.reload()
+    _ = holder.current  # raises a PolicyError naming every problem
+    return holder
 
 
 def _has_admin(session: Any, org_id: str) -> bool:

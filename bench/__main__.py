@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from bench import snapshot
+from bench import policy, snapshot
 
 if __name__ == "__main__":
+    policy.main()
     snapshot.main()

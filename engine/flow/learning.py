@@ -104,18 +104,14 @@ def resolve(
             "a resolution cannot be changed",
             code="E721",
         )
-    incident = resolve_incident(
-        session, org_id, incident_id, by=by, root_cause=root_cause, now=now
-    )
-    durations = _durations(incident)
-    append_event(
+    durations = _durations(current, now)
+    resolve_incident(
         session,
-        org_id=org_id,
-        incident_id=incident_id,
-        at=now,
-        kind="incident.resolved",
-        actor=by,
-        message=root_cause or "resolved without a root cause",
+        org_id,
+        incident_id,
+        by=by,
+        root_cause=root_cause,
+        now=now,
         data={"root_cause": root_cause, "category": category, **durations},
     )
     jobs.enqueue(
@@ -127,10 +123,10 @@ def resolve(
         incident_id=incident_id,
         payload={"root_cause": root_cause, "category": category, "resolved_by": by},
     )
-    return incident
+    return current
 
 
-def _durations(incident: Incident) -> dict[str, float | None]:
+def _durations(incident: Incident, now: datetime) -> dict[str, float | None]:
     def minutes(start: datetime | None, end: datetime | None) -> float | None:
         if start is None or end is None:
             return None
@@ -143,7 +139,7 @@ def _durations(incident: Incident) -> dict[str, float | None]:
         "time_to_stabilize_minutes": minutes(
             incident.created_at, incident.stabilized_at
         ),
-        "time_to_resolve_minutes": minutes(incident.created_at, incident.resolved_at),
+        "time_to_resolve_minutes": minutes(incident.created_at, now),
     }
 
 

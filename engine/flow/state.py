@@ -140,3 +140,8 @@ def stabilization(actions: list[IncidentAction], breaker_open: bool) -> Facts:
         + statuses.count(ActionStatus.INTERRUPTED.value),
         "breaker_open": breaker_open,
     }
+
+
+def latest_snapshot_facts(session: Session, incident_id: str) -> Facts | None:
+    latest = _snapshot(session, incident_id, None)
+    return dict(latest.facts) if latest else None

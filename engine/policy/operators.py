@@ -10,11 +10,15 @@ Semantics (the README's rule reference says the same):
 - A fact that is absent and a fact that is ``null`` are the same: *missing*.
 - Comparisons never convert types. A number never equals a string, ``"90"``
   is not greater than ``80``; booleans are not numbers.
+- Numbers compare as JSON numbers do in most tools: as 64-bit floating
+  point values, so ``1 == 1.0``. An integer too large for a float, NaN and
+  the infinities are not numbers.
 - ``gt gte lt lte`` hold only when the fact is a number.
 - ``ne`` and ``not_in`` are the negations of ``eq`` and ``in``: they hold
   when the fact is missing or of another type.
-- ``matches`` holds when the fact is a string that the regular expression
-  matches as a whole (anchored at both ends, as Prometheus label matchers).
+- ``matches`` holds when the fact is a string that the RE2 pattern matches
+  as a whole (anchored at both ends, as Prometheus label matchers; ``.``
+  also matches a newline). See ``engine.policy.patterns``.
 - ``contains`` holds when the fact is a list holding the operand, or a string
   holding it as a substring.
 - ``any_item`` holds when the fact is a list with at least one item meeting
@@ -25,11 +29,12 @@ Semantics (the README's rule reference says the same):
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+
+from engine.policy import patterns
 
 
 class Operand(StrEnum):
@@ -74,12 +79,19 @@ ORDERING = frozenset({"gt", "gte", "lt", "lte"})
 ITEM_OPERATORS = frozenset({"any_item", "all_items"})
 
 
+def as_number(value: object) -> float | None:
+    """The value as a finite 64-bit float, or None when it is not a number."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def is_number(value: object) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-    )
+    return as_number(value) is not None
 
 
 def is_scalar(value: object) -> bool:
@@ -88,15 +100,18 @@ def is_scalar(value: object) -> bool:
 
 def same(left: object, right: object) -> bool:
     """Equality without type conversion: 1 == 1.0, but True != 1, 5 != "5"."""
-    if is_number(left) and is_number(right):
-        return left == right
+    left_number, right_number = as_number(left), as_number(right)
+    if left_number is not None or right_number is not None:
+        return left_number == right_number
     if type(left) is not type(right):
         return False
     return left == right
 
 
-def _regex_holds(value: object, pattern: str) -> bool:
-    return isinstance(value, str) and re.fullmatch(pattern, value) is not None
+def _regex_holds(value: object, pattern: object) -> bool:
+    if not isinstance(value, str) or not isinstance(pattern, str):
+        return False
+    return patterns.fullmatch(pattern, value)
 
 
 def _contains(value: object, operand: object) -> bool:
@@ -109,7 +124,8 @@ def _contains(value: object, operand: object) -> bool:
 
 def _ordered(test: Callable[[float, float], bool]) -> Callable[[object, Any], bool]:
     def holds(value: object, operand: Any) -> bool:
-        return is_number(value) and test(value, operand)  # type: ignore[arg-type]
+        number, limit = as_number(value), as_number(operand)
+        return number is not None and limit is not None and test(number, limit)
 
     return holds
 

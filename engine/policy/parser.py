@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.errors import Location, Problem
+from engine.policy import patterns
 from engine.policy.model import ALWAYS, Condition, Group, Rule, Test
 from engine.policy.operators import GROUPS, OPERATORS, Operand
 from engine.policy.schema import REFERENCE
@@ -130,7 +131,27 @@ class Parser:
             refs = [v for v in operand if isinstance(v, str) and _REFERENCE.match(v)]
             return Test(path, op, tuple(values), location, ",".join(refs) or None)
         reference = operand if isinstance(operand, str) and _REFERENCE.match(operand) else None
-        return Test(path, op, self.resolve(operand, location), location, reference)
+        resolved = self.resolve(operand, location)
+        if kind is Operand.REGEX:
+            self.check_pattern(resolved, location)
+        return Test(path, op, resolved, location, reference)
+
+    def check_pattern(self, pattern: Any, location: Location) -> None:
+        """Record E205 when RE2 cannot compile a ``matches`` pattern."""
+        if not isinstance(pattern, str):
+            return
+        reason = patterns.problem(pattern)
+        if reason is not None:
+            self.problems.append(
+                Problem(
+                    "E205",
+                    f"{pattern!r} is not a pattern this service can match: "
+                    f"{reason}; write it in RE2 syntax (as Prometheus does: no "
+                    "back-references or look-arounds), it always matches the "
+                    "whole string",
+                    location,
+                )
+            )
 
     def resolve(self, operand: Any, location: Location) -> Any:
         """Replace a ``$group.name`` reference by its value; unescape ``$$``."""

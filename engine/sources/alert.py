@@ -179,3 +179,23 @@ def kind_from_labels(labels: Mapping[str, str], name: str) -> str:
         if any(word in lowered for word in words):
             return kind
     return "threshold_exceeded"
+
+
+def from_facts(section: Mapping[str, Any], *, source: str = "replay") -> IncomingAlert:
+    """An alert rebuilt from the ``alert`` section of a facts document."""
+    labels = check_labels(section.get("labels") or {}, "alert.labels")
+    name = str(section.get("name") or section.get("kind") or "replay")
+    kind = str(section.get("kind") or kind_from_labels(labels, name))
+    return IncomingAlert(
+        source=str(section.get("source") or source),
+        kind=kind,
+        name=name,
+        status=str(section.get("status") or "firing"),
+        fingerprint=str(section.get("fingerprint") or fingerprint_of(source, {"alertname": name, **labels})),
+        labels=labels,
+        annotations=check_labels(section.get("annotations") or {}, "alert.annotations"),
+        severity=section.get("severity"),
+        summary=section.get("summary"),
+        starts_at=parse_time(section.get("starts_at"), "alert.starts_at"),
+        value=section.get("value"),
+    )

@@ -9,11 +9,12 @@ flush one (``engine.store.models``): a correction is a new event.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from engine.store.models import IncidentEvent
@@ -46,6 +47,41 @@ def append_event(
     session.add(row)
     session.flush()
     return row
+
+
+@dataclass(frozen=True, slots=True)
+class EventIn:
+    org_id: str
+    incident_id: str
+    at: datetime
+    kind: str
+    actor: str = "system"
+    stage: str | None = None
+    message: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+def append_events(session: Session, events: Sequence[EventIn]) -> None:
+    """Add many steps in one statement (the flow writes a stage's at once).
+
+    Ids follow the order of ``events``, so the timeline reads as written.
+    """
+    if not events:
+        return
+    rows = [
+        {
+            "org_id": e.org_id,
+            "incident_id": e.incident_id,
+            "at": as_utc(e.at),
+            "kind": e.kind,
+            "actor": e.actor,
+            "stage": e.stage,
+            "message": e.message,
+            "data": dict(e.data),
+        }
+        for e in events
+    ]
+    session.execute(insert(IncidentEvent), rows)
 
 
 # Built once: the incident page runs it on every load.

@@ -23,9 +23,10 @@ import base64
 import binascii
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -473,6 +474,7 @@ def resolve_incident(
     by: str,
     root_cause: str | None,
     now: datetime,
+    data: Mapping[str, Any] | None = None,
 ) -> Incident:
     """Resolve the incident; a later alert with its key opens a new one."""
     incident = get_incident(session, org_id, incident_id, for_update=True)
@@ -492,5 +494,6 @@ def resolve_incident(
         kind="incident.resolved",
         actor=by,
         message=root_cause or "",
+        data=data,
     )
     return incident

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from engine.runtime import IdGenerator
@@ -40,27 +40,28 @@ def record_matches(
     stage: str,
     policy_version: str,
     at: datetime,
-) -> list[RuleMatch]:
+) -> int:
+    """Store the matches in one statement; return how many."""
     rows = [
-        RuleMatch(
-            id=ids.new("rmt"),
-            org_id=org_id,
-            incident_id=incident_id,
-            stage=stage,
-            policy_version=policy_version,
-            rule_id=match.rule_id,
-            file=match.file,
-            line=match.line,
-            selected=match.selected,
-            facts_used=dict(match.facts_used),
-            outcome=dict(match.outcome),
-            evaluated_at=as_utc(at),
-        )
+        {
+            "id": ids.new("rmt"),
+            "org_id": org_id,
+            "incident_id": incident_id,
+            "stage": stage,
+            "policy_version": policy_version,
+            "rule_id": match.rule_id,
+            "file": match.file,
+            "line": match.line,
+            "selected": match.selected,
+            "facts_used": dict(match.facts_used),
+            "outcome": dict(match.outcome),
+            "evaluated_at": as_utc(at),
+        }
         for match in matches
     ]
-    session.add_all(rows)
-    session.flush()
-    return rows
+    if rows:
+        session.execute(insert(RuleMatch), rows)
+    return len(rows)
 
 
 # Built once: the incident page runs it on every load.

@@ -3,7 +3,8 @@
 ``api`` serves the app with FastAPI's ``TestClient`` over a SQLite file of
 its own; ``any_api`` does the same on SQLite and on PostgreSQL (a schema of
 its own, dropped at the end). The policy is the shipped rules (a copy, so a
-test may change it), evaluated by the Python backend; snapshots are fixed
+test may change it) in the engine's ``PolicyHolder``, evaluated by the
+Python backend; snapshots are fixed
 facts from a scenario; executors only record. ``Api.drain()`` runs the flow
 worker until no job is left, so a test decides when the flow moves.
 """
@@ -23,12 +24,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from api.app import create_app
-from api.holder import FixedHolder
 from api.service import Service
 from engine.actions.registry import RecordingExecutor, recording_executors
 from engine.facts.scenario import scenario_facts
 from engine.flow.runner import Worker
 from engine.flow.snapshots import StaticSnapshots
+from engine.policy.holder import PolicyHolder
+from engine.policy.policy import compile_python
 from engine.runtime import Runtime
 from engine.settings import Settings
 from engine.store.db import upgrade
@@ -128,10 +130,12 @@ def running_api(
     settings = settings_for(tmp_path, url, rules, **overrides)
     runtime = Runtime.system()
     executors = recording_executors()
+    holder = PolicyHolder(rules, compile_python, clock=runtime.clock)
+    holder.reload()
     service = Service(
         settings,
         runtime=runtime,
-        holder=FixedHolder(rules, clock=runtime.clock),
+        holder=holder,
         snapshots=StaticSnapshots(snapshot or scenario_snapshot(), runtime.clock),
         executors=executors,
     )

@@ -40,7 +40,7 @@ def test_the_incident_page_has_every_part_after_the_flow(api: Api) -> None:
     assert match["file"] == "classify.yaml" and match["line"] > 0
     assert match["policy_version"] == found["incident"]["policy_version"]
     assert match["facts_used"]
-    assert [e["kind"] for e in found["events"]][0] == "incident.opened"
+    assert found["events"][0]["kind"] == "incident.opened"
 
 
 def test_listing_filters_by_status_severity_type_text_and_time(api: Api) -> None:

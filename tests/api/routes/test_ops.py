@@ -23,8 +23,8 @@ def value(
 ) -> float:
     return sum(
         v
-        for l, v in found.get(name, [])
-        if all(l.get(k) == w for k, w in labels.items())
+        for got, v in found.get(name, [])
+        if all(got.get(k) == w for k, w in labels.items())
     )
 
 

@@ -34,7 +34,11 @@ def test_a_tenant_admin_cannot_reload_the_shared_policy(api: Api) -> None:
 
 def test_validate_uploaded_files_names_each_problem(api: Api) -> None:
     broken = {
-        "classify.yaml": "rules:\n  - id: x\n    when: {snapshot.memory.percnt: {gte: 1}}\n    then: {type: memory_exhaustion}\n"
+        "classify.yaml": (
+            "rules:\n  - id: x\n"
+            "    when: {snapshot.memory.percnt: {gte: 1}}\n"
+            "    then: {type: memory_exhaustion}\n"
+        )
     }
 
     answer = api.post("/v1/policy/validate", {"files": broken})
