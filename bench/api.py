@@ -202,8 +202,11 @@ def wrk_rate(server: Server, key: str, fingerprint: str, seconds: float) -> floa
     command += ["-s", script.name, server.url]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     os.unlink(script.name)
-    if "Non-2xx" in done.stdout or "Socket errors" in done.stdout:
-        raise SystemExit(f"wrk saw failures:\n{done.stdout}")
+    if "Non-2xx" in done.stdout:
+        raise SystemExit(f"wrk saw refused posts:\n{done.stdout}")
+    if "Socket errors" in done.stdout:
+        # wrk gives up on an answer after 2 s: the rate is past saturation.
+        print(f"    wrk: {done.stdout.split('Socket errors: ')[1].splitlines()[0]}")
     found = re.search(r"Requests/sec:\s+([\d.]+)", done.stdout)
     if found is None:
         raise SystemExit(f"cannot read wrk's output:\n{done.stdout}")
@@ -442,11 +445,17 @@ def report(rows: list[Row], storms: list[Storm]) -> bool:
                 f"{'met' if ok else 'MISSED'}"
             )
     for s in storms:
-        ok = s.incidents == 1 and s.alerts == STORM_ALERTS and s.peak_mb < 200
+        ok = (
+            s.incidents == 1
+            and s.alerts == STORM_ALERTS
+            and s.peak_mb < 200
+            and s.seconds <= STORM_SECONDS * 1.1
+        )
         good &= ok
         print(
             f"{s.database:10} storm        {s.alerts}/{STORM_ALERTS} alerts, "
-            f"{s.incidents} incident, {s.seconds:.1f} s, peak {s.peak_mb:.0f} MB "
+            f"{s.incidents} incident, {s.seconds:.1f} s (target {STORM_SECONDS:g}), "
+            f"peak {s.peak_mb:.0f} MB "
             f"(target 200), p99 {s.p99:.1f} ms: {'met' if ok else 'MISSED'}"
         )
     print(f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
