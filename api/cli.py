@@ -1,20 +1,40 @@
-"""The ``incident-policy`` command line."""
+"""The ``incident-policy`` command line.
+
+``serve`` runs the service (uvicorn on loopback by default), ``db upgrade``
+migrates the database, ``orgs`` and ``keys`` manage organizations and their
+API keys, ``rules`` checks, tests and explains a rules directory. Settings
+come from ``INCIDENT_POLICY_*`` variables, with the flags laid over them.
+"""
 
 from __future__ import annotations
 
 import json
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
+from pydantic import ValidationError
 
+from api import logs
 from engine.errors import IncidentPolicyError
 from engine.policy import checker, explain, ruletests
 from engine.policy.compiler import compile_policy
 from engine.policy.loader import load
 from engine.policy.policy import Compile
-from engine.runtime import SystemClock
+from engine.runtime import Runtime, SystemClock
+from engine.settings import Settings
+from engine.store.db import Database, open_database, upgrade
+from engine.store.orgs import (
+    create_api_key,
+    create_org,
+    find_org,
+    list_api_keys,
+    revoke_api_key,
+)
 
 COMPILE: Compile = compile_policy
 """The backend ``rules`` commands compile the policy with: the service's."""
@@ -86,6 +106,272 @@ def explain_command(facts: Path, stage: str | None, directory: Path, fmt: str) -
     found = explain.explain(policy, document, now=SystemClock().now(), stage=stage)
     text = explain.render_text(found, color=fmt == "text" and sys.stdout.isatty())
     _emit(text, explain.as_dict(found), fmt)
+
+
+def _settings(**flags: Any) -> Settings:
+    given = {name: value for name, value in flags.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
+        raise click.UsageError(f"{where}: {first.get('msg')}") from exc
+
+
+DATABASE_URL = click.option(
+    "--database-url", help="SQLite or PostgreSQL URL (default: SQLite in data dir)."
+)
+DATA_DIR = click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Data dir."
+)
+
+
+@main.command("serve")
+@click.option("--host", help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, help="Port to listen on (default 8080).")
+@click.option("--no-watch", is_flag=True, help="Do not watch this host.")
+@click.option("--watch-interval", type=float, help="Seconds between host looks.")
+@click.option("--mode", type=click.Choice(["auto", "dry_run", "off"]))
+@click.option("--rules", "rules_dir", type=RULES_DIR, help="The rules directory.")
+@click.option("--workers", type=int, help="Flow worker threads (PostgreSQL).")
+@click.option("--log-level", default="INFO", show_default=True)
+@DATABASE_URL
+@DATA_DIR
+def serve_command(
+    host: str | None,
+    port: int | None,
+    no_watch: bool,
+    watch_interval: float | None,
+    mode: str | None,
+    rules_dir: Path | None,
+    workers: int | None,
+    log_level: str,
+    database_url: str | None,
+    data_dir: Path | None,
+) -> None:
+    """Run the service: the API, the flow workers and the host watcher."""
+    logs.configure(log_level)
+    settings = _settings(
+        host=host,
+        port=port,
+        watch=False if no_watch else None,
+        watch_interval_s=watch_interval,
+        mode=mode,
+        rules_dir=rules_dir,
+        workers=workers,
+        database_url=database_url,
+        data_dir=data_dir,
+    )
+    try:
+        serve(settings)
+    except IncidentPolicyError as exc:
+        click.echo(exc.render(), err=True)
+        sys.exit(1)
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    from api.app import create_app
+    from api.service import Service
+
+    service = Service(settings, compile=COMPILE)
+    admin = service.ensure_admin_key()
+    app = create_app(settings, services=service.services)
+    _install_sighup(service)
+    _absorb_stop_signals()
+    service.start()
+    where = f"http://{_bracketed(settings.host)}:{settings.port}"
+    click.echo(f"incident-policy listening on {where}")
+    click.echo(
+        f"policy version {service.holder.current.version[:12]} from "
+        f"{settings.rules_dir.resolve()}"
+    )
+    click.echo(f"database {service.database.url.render_as_string()}")
+    if admin.key:
+        click.echo(f"admin key (shown once, also in {admin.path}, mode 0600):")
+        click.echo(admin.key)
+    try:
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            server_header=False,
+        )
+    finally:
+        service.stop()
+
+
+def _absorb_stop_signals() -> None:
+    # uvicorn shuts down on SIGTERM/SIGINT, then raises the signal again
+    # with the handlers it found; these let the flow threads stop cleanly
+    # afterwards and the process exit 0 instead of dying by the signal.
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, lambda number, frame: None)
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _install_sighup(service: Any) -> None:
+    from engine.policy.holder import PolicyHolder, install_sighup
+
+    if isinstance(service.holder, PolicyHolder):
+        install_sighup(service.holder)
+
+
+@main.group()
+def db() -> None:
+    """Database migrations."""
+
+
+@db.command("upgrade")
+@DATABASE_URL
+@DATA_DIR
+def db_upgrade(database_url: str | None, data_dir: Path | None) -> None:
+    """Apply the migrations to the database (safe to run again)."""
+    settings = _settings(database_url=database_url, data_dir=data_dir)
+    try:
+        revision = upgrade(settings.resolved_database_url)
+    except IncidentPolicyError as exc:
+        click.echo(exc.render(), err=True)
+        sys.exit(1)
+    click.echo(f"database at revision {revision}")
+
+
+@main.group()
+def orgs() -> None:
+    """Organizations."""
+
+
+@orgs.command("create")
+@click.argument("name")
+@click.option("--auto-execute", is_flag=True, help="Let low-risk steps run alone.")
+@DATABASE_URL
+@DATA_DIR
+def orgs_create(
+    name: str, auto_execute: bool, database_url: str | None, data_dir: Path | None
+) -> None:
+    """Create organization NAME."""
+    with (
+        _database(database_url, data_dir) as (database, runtime),
+        database.sessions.begin() as session,
+    ):
+        if find_org(session, name) is not None:
+            raise click.UsageError(f"organization {name!r} already exists")
+        org = create_org(
+            session,
+            ids=runtime.ids,
+            name=name,
+            now=runtime.clock.now(),
+            auto_execute=auto_execute,
+        )
+        click.echo(f"organization {org.name} ({org.id})")
+
+
+@main.group()
+def keys() -> None:
+    """API keys: create (the key is printed once), list, revoke."""
+
+
+@keys.command("create")
+@click.option("--org", "org_name", required=True, help="The organization's name.")
+@click.option(
+    "--role", required=True, type=click.Choice(["source", "reviewer", "admin"])
+)
+@click.option("--name", default="", help="Who or what uses the key.")
+@DATABASE_URL
+@DATA_DIR
+def keys_create(
+    org_name: str,
+    role: str,
+    name: str,
+    database_url: str | None,
+    data_dir: Path | None,
+) -> None:
+    """Make a key; it is printed alone on the last line, and only this once."""
+    with (
+        _database(database_url, data_dir) as (database, runtime),
+        database.sessions.begin() as session,
+    ):
+        org = _org(session, org_name)
+        issued = create_api_key(
+            session,
+            ids=runtime.ids,
+            org_id=org.id,
+            role=role,
+            now=runtime.clock.now(),
+            name=name,
+        )
+    click.echo(f"{role} key {issued.record.id} for {org_name}; store it now:")
+    click.echo(issued.key)
+
+
+@keys.command("list")
+@click.option("--org", "org_name", required=True, help="The organization's name.")
+@DATABASE_URL
+@DATA_DIR
+def keys_list(org_name: str, database_url: str | None, data_dir: Path | None) -> None:
+    """List an organization's keys (prefixes only)."""
+    with (
+        _database(database_url, data_dir) as (database, _),
+        database.readers() as session,
+    ):
+        org = _org(session, org_name)
+        for key in list_api_keys(session, org.id):
+            state = "revoked" if key.revoked_at else "active"
+            click.echo(
+                f"{key.id}  {key.prefix}...  {key.role:8}  {state:7}  {key.name}"
+            )
+
+
+@keys.command("revoke")
+@click.option("--org", "org_name", required=True, help="The organization's name.")
+@click.argument("key_id")
+@DATABASE_URL
+@DATA_DIR
+def keys_revoke(
+    org_name: str, key_id: str, database_url: str | None, data_dir: Path | None
+) -> None:
+    """Revoke KEY_ID (running services stop accepting it within seconds)."""
+    with (
+        _database(database_url, data_dir) as (database, runtime),
+        database.sessions.begin() as session,
+    ):
+        org = _org(session, org_name)
+        done = revoke_api_key(session, org.id, key_id, now=runtime.clock.now())
+    if not done:
+        raise click.UsageError(f"no active key {key_id} in {org_name}")
+    click.echo(f"revoked {key_id}")
+
+
+def _org(session: Any, name: str) -> Any:
+    org = find_org(session, name)
+    if org is None:
+        raise click.UsageError(
+            f"organization {name!r} does not exist: create it with "
+            f"`incident-policy orgs create {name}`"
+        )
+    return org
+
+
+@contextmanager
+def _database(
+    database_url: str | None, data_dir: Path | None
+) -> Iterator[tuple[Database, Runtime]]:
+    settings = _settings(database_url=database_url, data_dir=data_dir)
+    try:
+        database = open_database(settings.resolved_database_url)
+    except IncidentPolicyError as exc:
+        click.echo(exc.render(), err=True)
+        sys.exit(1)
+    try:
+        yield database, Runtime.system()
+    finally:
+        database.dispose()
 
 
 def _emit(text: str, data: Any, fmt: str) -> None:

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 from engine.errors import (
     ActionError,
     ConflictError,
+    FactsError,
     IncidentPolicyError,
     InputError,
     NotFoundError,
@@ -38,6 +39,7 @@ STATUS = (
     (StoreError, 503),
     (InputError, 422),
     (PolicyError, 422),
+    (FactsError, 422),
 )
 
 
@@ -75,8 +77,8 @@ def _describe(error: dict[str, Any]) -> str:
     where = _field(error.get("loc", ()))
     if error.get("type") == "json_invalid":
         ctx = error.get("ctx", {})
-        reason = ctx.get("error", "syntax error")
-        return f"body is not valid JSON ({reason}); send a JSON object"
+        problem = ctx.get("error", "syntax error")
+        return f"body is not valid JSON ({problem}); send a JSON object"
     return f"{where}: {error.get('msg', 'invalid value')}"
 
 
@@ -103,11 +105,7 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.error(
-        "api.unexpected_error",
-        extra={"path": request.url.path},
-        exc_info=(type(exc), exc, exc.__traceback__),
-    )
+    log.error("api.unexpected_error", extra={"path": request.url.path}, exc_info=exc)
     return JSONResponse(
         body("E999", "internal error; the service logged it and keeps running"),
         status_code=500,

@@ -1,9 +1,10 @@
 """Refuse oversized request bodies before reading them into memory.
 
 A pure ASGI middleware: it answers 413 at once when ``Content-Length`` is over
-the limit, and otherwise counts the bytes as they stream in, cutting the
-request off with 413 when a chunked body passes the limit. Nothing is stored:
-the route never sees the body.
+the limit, and otherwise counts the bytes as they stream in: when a chunked
+body passes the limit it answers 413 itself and tells the app the client
+went away, dropping whatever the app answers then. Nothing is stored: the
+route never sees the body.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-class BodyTooLarge(Exception):
-    pass
+class _Counted:
+    def __init__(self) -> None:
+        self.size = 0
+        self.started = False
+        self.refused = False
 
 
 def _answer(limit: int, size: int | None) -> bytes:
@@ -39,29 +43,30 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await self._refuse(send, int(declared))
             return
-        counted = 0
-        started = False
+        state = _Counted()
 
         async def limited() -> Message:
-            nonlocal counted
+            if state.refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
-                counted += len(message.get("body", b""))
-                if counted > self.limit:
-                    raise BodyTooLarge
+                state.size += len(message.get("body", b""))
+                if state.size > self.limit:
+                    state.refused = True
+                    if not state.started:
+                        await self._refuse(send, None)
+                    # The app sees a client that went away and stores nothing.
+                    return {"type": "http.disconnect"}
             return message
 
         async def tracking(message: Message) -> None:
-            nonlocal started
+            if state.refused:
+                return  # the 413 is already sent; the app's answer is dropped
             if message["type"] == "http.response.start":
-                started = True
+                state.started = True
             await send(message)
 
-        try:
-            await self.app(scope, limited, tracking)
-        except BodyTooLarge:
-            if not started:
-                await self._refuse(send, None)
+        await self.app(scope, limited, tracking)
 
     async def _refuse(self, send: Send, size: int | None) -> None:
         payload = _answer(self.limit, size)

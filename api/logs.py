@@ -17,10 +17,12 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
+STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "color_message"  # uvicorn's copy of the message with terminal colours
+}
 SECRET_NAMES = re.compile(r"(key|token|password|secret|authorization)", re.I)
 BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.I)
-KEY_SHAPE = re.compile(r"\bip_[A-Za-z0-9]{8}_[A-Za-z0-9_-]{16,}\b")
+KEY_SHAPE = re.compile(r"\bipk_[A-Za-z0-9_-]{16,}")  # engine.store.orgs.KEY_PREFIX
 REDACTED = "[redacted]"
 
 
@@ -56,5 +58,5 @@ def configure(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("uvicorn.access",):
+    for noisy in ("uvicorn.access", "alembic.runtime.migration"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     watch: bool = True
     watch_interval_s: float = Field(default=30.0, ge=1.0)
     worker: bool = True
+    workers: int = Field(default=1, ge=1, le=64)  # flow threads on PostgreSQL
     mode: Mode | None = None  # overrides the catalog's global mode when set
     approval_ttl_s: int = Field(default=3600, ge=60)
     default_org: str = "default"

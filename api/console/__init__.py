@@ -1,0 +1,1 @@
+"""The reviewers' web console: server-rendered pages over the same store."""

@@ -1,0 +1,1 @@
+"""One router module per resource; ``api.app`` includes them all."""

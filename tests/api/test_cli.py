@@ -1,0 +1,62 @@
+"""The service commands: keys, organizations, database upgrade."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from api.cli import main
+from engine.runtime import SystemClock
+from engine.store.db import open_database
+from engine.store.orgs import authenticate
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.output
+
+
+def test_keys_create_prints_the_key_alone_on_the_last_line(tmp_path: Path) -> None:
+    data = ["--data-dir", str(tmp_path)]
+    assert run("db", "upgrade", *data)[0] == 0
+    assert run("orgs", "create", "acme", *data)[0] == 0
+
+    status, output = run(
+        "keys", "create", "--org", "acme", "--role", "reviewer", "--name", "ann", *data
+    )
+
+    key = output.splitlines()[-1]
+    assert status == 0
+    assert key.startswith("ipk_") and " " not in key
+    database = open_database(f"sqlite:///{tmp_path / 'incident-policy.sqlite3'}")
+    with database.sessions.begin() as session:
+        record = authenticate(session, key, now=SystemClock().now())
+        assert record is not None and (record.role, record.name) == ("reviewer", "ann")
+    database.dispose()
+
+
+def test_keys_list_and_revoke(tmp_path: Path) -> None:
+    data = ["--data-dir", str(tmp_path)]
+    run("db", "upgrade", *data)
+    run("orgs", "create", "acme", *data)
+    run("keys", "create", "--org", "acme", "--role", "source", *data)
+
+    listed = run("keys", "list", "--org", "acme", *data)[1]
+    key_id = listed.split()[0]
+    status, output = run("keys", "revoke", "--org", "acme", key_id, *data)
+
+    assert status == 0 and "revoked" in output
+    assert "revoked" in run("keys", "list", "--org", "acme", *data)[1]
+
+
+def test_keys_create_for_an_unknown_organization_says_how_to_make_it(
+    tmp_path: Path,
+) -> None:
+    data = ["--data-dir", str(tmp_path)]
+    run("db", "upgrade", *data)
+
+    status, output = run("keys", "create", "--org", "nope", "--role", "admin", *data)
+
+    assert status == 2
+    assert "incident-policy orgs create nope" in output

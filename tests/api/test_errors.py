@@ -1,0 +1,241 @@
+"""Bad input: a clear error naming the field and the limit, nothing stored.
+
+Every case posts a bad body, checks the status, the code and the sentence,
+checks that no row was added anywhere, and then that the service still
+accepts a good alert.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.api.conftest import Api
+from tests.support.fixtures import load_json
+
+GOOD = {"kind": "threshold_exceeded", "name": "DiskFull"}
+
+
+def am_body(**changes: Any) -> dict[str, Any]:
+    body = load_json("alertmanager/am025_firing_high_memory.json")
+    body.update(changes)
+    return dict(body)
+
+
+def am_alert(**changes: Any) -> dict[str, Any]:
+    body = am_body()
+    body["alerts"][0].update(changes)
+    return body
+
+
+CASES: list[tuple[str, str, Any, int, str, str, str]] = [
+    # id, path, body, status, code, field, words in the message
+    (
+        "wrong-type",
+        "/v1/alerts",
+        {"kind": 5},
+        422,
+        "E520",
+        "kind",
+        "kind: Input should be a valid string",
+    ),
+    (
+        "unknown-field",
+        "/v1/alerts",
+        {**GOOD, "sevrity": "critical"},
+        422,
+        "E520",
+        "sevrity",
+        "sevrity: Extra inputs are not permitted",
+    ),
+    (
+        "unknown-kind",
+        "/v1/alerts",
+        {"kind": "disk_on_fire"},
+        422,
+        "E530",
+        "kind",
+        "kind: 'disk_on_fire' is not a kind the intake rules know",
+    ),
+    (
+        "long-label",
+        "/v1/alerts",
+        {**GOOD, "labels": {"path": "x" * 5000}},
+        422,
+        "E505",
+        "labels.path",
+        "labels.path is 5000 characters long; the limit is 4096",
+    ),
+    (
+        "many-labels",
+        "/v1/alerts",
+        {**GOOD, "labels": {f"l{i}": "v" for i in range(200)}},
+        422,
+        "E505",
+        "labels",
+        "labels has 200 entries; the limit is 128",
+    ),
+    (
+        "label-not-text",
+        "/v1/alerts",
+        {**GOOD, "labels": {"nested": {"a": 1}}},
+        422,
+        "E504",
+        "labels.nested",
+        "labels.nested must be a string (got dict)",
+    ),
+    (
+        "naive-time",
+        "/v1/alerts",
+        {**GOOD, "starts_at": "2026-12-04T10:00:00"},
+        422,
+        "E503",
+        "starts_at",
+        "starts_at has no time zone",
+    ),
+    (
+        "bad-snapshot-facts",
+        "/v1/alerts",
+        {**GOOD, "snapshot": {"memory": {"percent": "lots"}}},
+        422,
+        "E531",
+        "snapshot.memory.percent",
+        "snapshot.memory.percent",
+    ),
+    (
+        "alertmanager-version",
+        "/v1/alerts/alertmanager",
+        am_body(version="3"),
+        422,
+        "E510",
+        "version",
+        "Alertmanager webhook format '3' is not supported",
+    ),
+    (
+        "alertmanager-alert-status",
+        "/v1/alerts/alertmanager",
+        am_alert(status="burning"),
+        422,
+        "E513",
+        "alerts[0].status",
+        "alerts[0].status: 'burning' is not firing or resolved",
+    ),
+    (
+        "alertmanager-bad-time",
+        "/v1/alerts/alertmanager",
+        am_alert(startsAt="yesterday"),
+        422,
+        "E502",
+        "alerts[0].startsAt",
+        "'yesterday' is not an ISO 8601 time",
+    ),
+    (
+        "alertmanager-missing-alerts",
+        "/v1/alerts/alertmanager",
+        {"version": "4"},
+        422,
+        "E520",
+        "alerts",
+        "alerts: Field required",
+    ),
+    (
+        "grafana-not-a-webhook",
+        "/v1/alerts/grafana",
+        {"hello": "world"},
+        422,
+        "E520",
+        "alerts",
+        "not a Grafana webhook body",
+    ),
+    (
+        "deploy-without-version",
+        "/v1/deploys",
+        {"app": "checkout"},
+        422,
+        "E520",
+        "version",
+        "version: Field required",
+    ),
+]
+
+
+@pytest.fixture
+def checked(api: Api) -> Iterator[Api]:
+    """Fails the test unless nothing was stored and a good alert still works."""
+    api.key(role="admin")
+    before = api.rows()
+    yield api
+    assert api.rows() == before
+    assert api.post("/v1/alerts", GOOD).status_code == 202
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "code", "field", "words"),
+    [pytest.param(*case[1:], id=case[0]) for case in CASES],
+)
+def test_bad_body_is_refused_with_the_field_and_nothing_is_stored(
+    checked: Api,
+    path: str,
+    body: Any,
+    status: int,
+    code: str,
+    field: str,
+    words: str,
+) -> None:
+    answer = checked.post(path, body)
+
+    assert answer.status_code == status, answer.text
+    error = answer.json()["error"]
+    assert (error["code"], error.get("field")) == (code, field)
+    assert words in error["message"]
+
+
+def test_malformed_json_names_the_problem(checked: Api) -> None:
+    answer = checked.client.post(
+        "/v1/alerts",
+        content=b'{"kind": "threshold_exceeded",',
+        headers={**checked.auth(), "Content-Type": "application/json"},
+    )
+
+    assert answer.status_code == 422
+    error = answer.json()["error"]
+    assert error["code"] == "E520"
+    assert error["message"].startswith("body is not valid JSON")
+
+
+def test_oversized_body_is_refused_with_413_naming_the_limit(checked: Api) -> None:
+    body = {**GOOD, "summary": "x" * 4000, "annotations": {}}
+    body["annotations"] = {f"a{i}": "y" * 4000 for i in range(20)}
+
+    answer = checked.post("/v1/alerts", body)
+
+    assert answer.status_code == 413
+    error = answer.json()["error"]
+    assert error["code"] == "E413"
+    assert "the limit is 65536 bytes" in error["message"]
+
+
+def test_oversized_chunked_body_is_refused_with_413(checked: Api) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"kind": "threshold_exceeded", "summary": "'
+        for _ in range(100):
+            yield b"z" * 1024
+        yield b'"}'
+
+    answer = checked.client.post(
+        "/v1/alerts",
+        content=chunks(),
+        headers={**checked.auth(), "Content-Type": "application/json"},
+    )
+
+    assert answer.status_code == 413
+    assert "more than 65536 bytes" in answer.json()["error"]["message"]
+
+
+def test_unknown_route_answers_the_error_shape(api: Api) -> None:
+    answer = api.get("/v1/nothing-here")
+
+    assert answer.status_code == 404
+    assert answer.json()["error"]["code"] == "E404"

@@ -1,0 +1,95 @@
+"""End to end: `incident-policy serve` as a real process on a free port."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.api.conftest import ROOT
+from tests.api.test_intake import free_port
+
+DEADLINE_S = 60.0
+
+
+def test_serve_accepts_an_alert_and_the_flow_reaches_a_decision(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    port = free_port()
+    command = Path(sys.executable).parent / "incident-policy"
+    process = subprocess.Popen(
+        [
+            str(command),
+            "serve",
+            "--port",
+            str(port),
+            "--no-watch",
+            "--rules",
+            str(rules),
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "INCIDENT_POLICY_PM2_HOME": str(tmp_path / "pm2")},
+    )
+    try:
+        assert process.stdout is not None
+        printed = [process.stdout.readline() for _ in range(5)]
+        assert (
+            printed[0].strip()
+            == f"incident-policy listening on http://127.0.0.1:{port}"
+        )
+        assert printed[1].startswith("policy version ")
+        key = printed[4].strip()
+        assert key == (tmp_path / "data" / "admin.key").read_text().strip()
+        assert (tmp_path / "data" / "admin.key").stat().st_mode & 0o777 == 0o600
+        base = f"http://127.0.0.1:{port}"
+        headers = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=base, headers=headers, timeout=10) as client:
+            wait_until_ready(client)
+            posted = client.post(
+                "/v1/alerts", json={"kind": "health_check_failure", "name": "Checkout"}
+            )
+            assert posted.status_code == 202, posted.text
+            incident_id = posted.json()["incident_ids"][0]
+
+            status = wait_for_decision(client, incident_id)
+
+        assert status in ("awaiting_approval", "monitoring")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+    assert process.returncode == 0
+
+
+def wait_until_ready(client: httpx.Client) -> None:
+    started = time.monotonic()
+    while time.monotonic() - started < DEADLINE_S:
+        try:
+            if client.get("/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("the service never became ready")
+
+
+def wait_for_decision(client: httpx.Client, incident_id: str) -> str:
+    started = time.monotonic()
+    status = "open"
+    while time.monotonic() - started < DEADLINE_S:
+        status = client.get(f"/v1/incidents/{incident_id}?snapshots=false").json()[
+            "incident"
+        ]["status"]
+        if status not in ("open", "stabilizing"):
+            return str(status)
+        time.sleep(0.2)
+    return status
