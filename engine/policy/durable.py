@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import re
 import threading
 from collections.abc import Mapping
@@ -42,6 +43,11 @@ ERROR_MEANINGS: Mapping[int, str] = {
     302: "a fact has more than 252 properties",
     303: "more than 64 conditions held at once for one fact",
 }
+
+SPURIOUS = 102  # ERR_UNEXPECTED_TYPE, also raised on uninitialised memory
+SPURIOUS_RETRIES = 20
+
+log = logging.getLogger(__name__)
 
 _names = itertools.count(1)
 _names_lock = threading.Lock()
@@ -75,22 +81,42 @@ def _rule_name(messages: str) -> str:
     return messages[2 : messages.index('"', 2)]
 
 
+def _create(definition: str, label: str) -> tuple[str, int]:
+    """Create a ruleset; retry the engine's spurious refusal of item tests.
+
+    When a condition on list items (``$iall``/``$iany``) holds an ``$and``,
+    the C core checks a field of a node it never initialised, and refuses a
+    valid ruleset with error 102 depending on what that memory held (about
+    one creation in sixty in our measurements). The check only decides
+    whether to refuse; a ruleset it lets through is built normally. So a
+    102 is retried with a new name before it counts as a refusal.
+    """
+    last: Exception | None = None
+    for _ in range(SPURIOUS_RETRIES):
+        name = _unique_name(label)
+        try:
+            return name, int(_engine.create_ruleset(name, definition))
+        except _engine.error as exc:
+            last = exc
+            if _error_code(exc) != SPURIOUS:
+                break
+            log.info("engine.ruleset_retried", extra={"ruleset": label})
+    assert last is not None
+    raise EngineLimitError(
+        f"durable_rules refused ruleset {label}: {_explain(last)}; this is "
+        "a limit the compiler should have kept: report it with the policy",
+        code="E310",
+    ) from last
+
+
 class EngineRuleset:
     """One durable_rules ruleset, evaluated one fact at a time."""
 
     def __init__(self, definition: str, label: str) -> None:
         """Create the ruleset from its JSON text; ``label`` names it in logs."""
-        self.name = _unique_name(label)
         self.definition = definition
         self._lock = threading.Lock()
-        try:
-            self._handle: int = _engine.create_ruleset(self.name, definition)
-        except _engine.error as exc:
-            raise EngineLimitError(
-                f"durable_rules refused ruleset {label}: {_explain(exc)}; this is "
-                "a limit the compiler should have kept: report it with the policy",
-                code="E310",
-            ) from exc
+        self.name, self._handle = _create(definition, label)
 
     def matches(self, body: str) -> list[str]:
         """Names of the rules that fire for one fact, once per firing.

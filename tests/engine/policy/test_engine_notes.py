@@ -353,3 +353,18 @@ def test_operands_the_engine_cannot_compare_are_refused(tmp_path: Path) -> None:
     assert codes == [("E304", "huge"), ("E304", "long")]
     assert "is not a finite number the engine can compare" in refused.value.render()
     assert "longer than 4096 bytes" in refused.value.render()
+
+
+def test_item_conditions_with_and_are_created_despite_the_spurious_102() -> None:
+    # The C core reads an uninitialised node field when an $iall/$iany holds
+    # an $and, and refuses about one creation in sixty with error 102.
+    from engine.policy.durable import EngineRuleset
+
+    definition = (
+        '{"r":{"all":[{"m":{"$iall":{"i":{"$and":[{"$eq":{"$i.k":"o"}},'
+        '{"$gte":{"$i.h":1.0}}]}}}}]}}'
+    )
+
+    created = [EngineRuleset(definition, f"item-and-{n}") for n in range(300)]
+
+    assert len({ruleset.name for ruleset in created}) == 300
