@@ -22,12 +22,13 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.errors import IncidentPolicyError, StoreError
-from engine.flow.accept import Accepted, accept
+from engine.flow.accept import Accepted, Entry, accept_many
 from engine.policy.policy import Policy
 from engine.runtime import Runtime
 from engine.sources.alert import IncomingAlert
@@ -164,25 +165,41 @@ class IntakeBatcher:
     def _commit(
         self, batch: list[Submission]
     ) -> list[tuple[Submission, list[Accepted] | BaseException]]:
+        """The whole batch in one bulk intake; a refused one alone, if any."""
         policy = self._policy()
         now = self._runtime.clock.now()
+        entries = [
+            Entry(submission.org_id, alert, submission.key_of(index))
+            for submission in batch
+            for index, alert in enumerate(submission.alerts)
+        ]
+        try:
+            with self._sessions.begin() as session:
+                accepted = iter(
+                    accept_many(session, policy, entries, ids=self._runtime.ids, now=now)
+                )
+        except IncidentPolicyError:
+            return self._commit_one_by_one(batch, policy, now)
+        return [
+            (submission, [next(accepted) for _ in submission.alerts])
+            for submission in batch
+        ]
+
+    def _commit_one_by_one(
+        self, batch: list[Submission], policy: Policy, now: Any
+    ) -> list[tuple[Submission, list[Accepted] | BaseException]]:
         done: list[tuple[Submission, list[Accepted] | BaseException]] = []
         with self._sessions.begin() as session:
             for submission in batch:
+                entries = [
+                    Entry(submission.org_id, alert, submission.key_of(index))
+                    for index, alert in enumerate(submission.alerts)
+                ]
                 try:
                     with session.begin_nested():
-                        accepted = [
-                            accept(
-                                session,
-                                policy,
-                                submission.org_id,
-                                alert,
-                                ids=self._runtime.ids,
-                                now=now,
-                                idempotency_key=submission.key_of(index),
-                            )
-                            for index, alert in enumerate(submission.alerts)
-                        ]
+                        accepted = accept_many(
+                            session, policy, entries, ids=self._runtime.ids, now=now
+                        )
                 except IncidentPolicyError as exc:
                     done.append((submission, exc))
                     continue

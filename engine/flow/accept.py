@@ -12,22 +12,19 @@ alert the intake rules ignore store nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.flow import intake
 from engine.policy.policy import Policy
 from engine.runtime import IdGenerator
 from engine.sources.alert import IncomingAlert
-from engine.store import incidents
-from engine.store.alerts import AlertIn, add_alert, find_by_idempotency_key
-from engine.store.events import append_event
-from engine.store.models import Incident, IncidentStatus
+from engine.store.alerts import AlertIn
+from engine.store.intake import IntakeRow, store_alerts
 from engine.telemetry import ALERTS_RECEIVED
 
 log = logging.getLogger(__name__)
@@ -45,6 +42,15 @@ class Accepted:
         return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One alert to accept, for one organization."""
+
+    org_id: str
+    alert: IncomingAlert
+    idempotency_key: str | None = None
+
+
 def accept(
     session: Session,
     policy: Policy,
@@ -56,34 +62,58 @@ def accept(
     idempotency_key: str | None = None,
 ) -> Accepted:
     """Store ``alert`` (the caller commits)."""
-    facts = {"alert": alert.facts(), "snapshot": dict(alert.snapshot or {})}
-    outcome = intake.assess_alert(policy, facts)
-    if outcome.ignore:
-        log.info("intake.ignored", extra={"org_id": org_id, "rule": outcome.rules})
-        return Accepted("ignored", dedup_key=outcome.dedup_key)
-    stored = _alert_in(alert, outcome.severity, now, idempotency_key)
-    if alert.status == "resolved":
-        return _resolved(session, org_id, outcome.dedup_key, stored, ids, now)
-    opened = incidents.open_or_fold(
-        session,
-        org_id,
-        outcome.dedup_key,
-        outcome.severity,
-        outcome.title,
-        stored,
-        ids=ids,
-    )
-    ALERTS_RECEIVED.labels(alert.source).inc()
-    status = (
-        "replayed" if opened.replayed else ("opened" if opened.created else "folded")
-    )
-    return Accepted(
-        status,
-        incident_id=opened.incident.id,
-        alert_id=opened.alert.id,
-        severity=opened.incident.severity,
-        dedup_key=outcome.dedup_key,
-    )
+    entry = Entry(org_id, alert, idempotency_key)
+    return accept_many(session, policy, [entry], ids=ids, now=now)[0]
+
+
+def accept_many(
+    session: Session,
+    policy: Policy,
+    entries: Sequence[Entry],
+    *,
+    ids: IdGenerator,
+    now: datetime,
+) -> list[Accepted]:
+    """Store many alerts in the caller's transaction; answers in order."""
+    answers: list[Accepted | None] = []
+    rows: list[IntakeRow] = []
+    for entry in entries:
+        facts = {
+            "alert": entry.alert.facts(),
+            "snapshot": dict(entry.alert.snapshot or {}),
+        }
+        outcome = intake.assess_alert(policy, facts)
+        if outcome.ignore:
+            log.info("intake.ignored", extra={"rule": outcome.rules})
+            answers.append(Accepted("ignored", dedup_key=outcome.dedup_key))
+            continue
+        stored = _alert_in(entry.alert, outcome.severity, now, entry.idempotency_key)
+        rows.append(
+            IntakeRow(
+                entry.org_id, outcome.dedup_key, outcome.severity, outcome.title, stored
+            )
+        )
+        answers.append(None)
+    results = iter(store_alerts(session, rows, ids=ids, now=now))
+    keys = iter(rows)
+    accepted = []
+    for answer in answers:
+        if answer is not None:
+            accepted.append(answer)
+            continue
+        stored_result, row = next(results), next(keys)
+        if stored_result.status not in ("replayed", "unmatched"):
+            ALERTS_RECEIVED.labels(row.alert.source).inc()
+        accepted.append(
+            Accepted(
+                stored_result.status,
+                incident_id=stored_result.incident_id,
+                alert_id=stored_result.alert_id,
+                severity=stored_result.severity,
+                dedup_key=row.dedup_key,
+            )
+        )
+    return accepted
 
 
 def _alert_in(
@@ -108,39 +138,3 @@ def _facts_with_snapshot(alert: IncomingAlert) -> Mapping[str, Any]:
     if alert.snapshot:
         facts["posted_snapshot"] = dict(alert.snapshot)
     return facts
-
-
-def _resolved(
-    session: Session,
-    org_id: str,
-    dedup_key: str,
-    stored: AlertIn,
-    ids: IdGenerator,
-    now: datetime,
-) -> Accepted:
-    if stored.idempotency_key:
-        seen = find_by_idempotency_key(session, org_id, stored.idempotency_key)
-        if seen is not None:
-            return Accepted("replayed", seen.incident_id, seen.id, dedup_key=dedup_key)
-    incident = session.scalars(
-        select(Incident).where(
-            Incident.org_id == org_id,
-            Incident.dedup_key == dedup_key,
-            Incident.status != IncidentStatus.RESOLVED.value,
-        )
-    ).first()
-    if incident is None:
-        return Accepted("unmatched", dedup_key=dedup_key)
-    row = add_alert(session, stored, ids=ids, org_id=org_id, incident_id=incident.id)
-    append_event(
-        session,
-        org_id=org_id,
-        incident_id=incident.id,
-        at=now,
-        kind="alert.resolved",
-        actor=f"source:{stored.source}",
-        message=f"{stored.fingerprint} resolved at the source",
-        data={"alert_id": row.id, "fingerprint": stored.fingerprint},
-    )
-    ALERTS_RECEIVED.labels(stored.source).inc()
-    return Accepted("resolved", incident.id, row.id, incident.severity, dedup_key)
