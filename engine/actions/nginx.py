@@ -10,7 +10,9 @@ from the ``pid`` directive in ``nginx -T`` (whose dump is never recorded:
 configurations hold secrets). ``run`` notes the master's worker pids and
 sends ``nginx -s reload``; ``verify`` waits for new worker processes under
 the same live master, the sign that the master really re-read the
-configuration. ``NginxCli`` is shared with the rate-limit executor.
+configuration, and for the old workers to begin their graceful shutdown
+(until then they may still answer under the previous configuration).
+``NginxCli`` is shared with the rate-limit executor.
 """
 
 from __future__ import annotations
@@ -182,13 +184,20 @@ def reload_state(pid_file: Path) -> dict[str, Any]:
 
 
 def verify_reload(poll: Poll, detail: Mapping[str, Any]) -> Verification:
-    """New workers under the same live master: the reload took effect."""
+    """New workers under the same live master, the old ones retired.
+
+    A reload is graceful: the master starts new workers, then tells the old
+    ones to stop accepting and to finish what they serve. Until an old worker
+    has done so it may still answer a new connection under the previous
+    configuration, so the reload counts only once each old worker has exited
+    or calls itself "shutting down".
+    """
     pid_file = Path(str(detail.get("pid_file", "")))
     before = set(detail.get("workers_before", ()))
     expected = detail.get("master_pid")
     seen = poll.until(
         lambda: _workers_now(pid_file),
-        lambda now: now[0] == expected and bool(set(now[1]) - before),
+        lambda now: now[0] == expected and _reloaded(now[1], before),
     )
     master, workers = seen
     facts = {"master_pid": master, "workers_before": sorted(before), "workers": workers}
@@ -202,9 +211,37 @@ def verify_reload(poll: Poll, detail: Mapping[str, Any]) -> Verification:
             "take the new configuration; see the nginx error log.",
             facts,
         )
+    lingering = _accepting(set(workers) & before)
+    if lingering:
+        return Verification(
+            False,
+            f"nginx master {master} started new workers {new}, but the old "
+            f"workers {lingering} still accept connections under the previous "
+            "configuration; see the nginx error log.",
+            facts,
+        )
     return Verification(
         True, f"nginx master {master} started new workers {new}.", facts
     )
+
+
+def _reloaded(workers: list[int], before: set[int]) -> bool:
+    current = set(workers)
+    return bool(current - before) and not _accepting(current & before)
+
+
+def _accepting(old_workers: set[int]) -> list[int]:
+    """The old workers that have not begun their graceful shutdown."""
+    return sorted(pid for pid in old_workers if not _retiring(pid))
+
+
+def _retiring(pid: int) -> bool:
+    try:
+        title = " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
+        # Gone, or not ours to read: nothing to wait for that we could see.
+        return True
+    return "shutting down" in title
 
 
 def _workers_now(pid_file: Path) -> tuple[int | None, list[int]]:

@@ -77,15 +77,19 @@ def config_verdict(exit_status: int | None, stderr: str) -> ConfigVerdict:
     return ConfigVerdict(exit_status == 0, messages)
 
 
-def pid_file_of(conf: Path | None) -> Path:
-    """The ``pid`` directive of the main configuration file."""
+def pid_file_of(conf: Path | None, prefix: Path | None = None) -> Path:
+    """The ``pid`` directive of the main configuration file.
+
+    A relative path is nginx's prefix's (``-p``), as nginx itself reads it.
+    """
     if conf is not None:
         try:
             found = _PID_DIRECTIVE.search(conf.read_text(errors="replace"))
         except OSError:
             found = None
         if found:
-            return Path(found[1])
+            path = Path(found[1])
+            return prefix / path if prefix is not None else path
     return DEFAULT_PID_FILE
 
 
@@ -105,6 +109,7 @@ class NginxCollector:
         *,
         nginx_bin: str = "nginx",
         nginx_conf: Path | None = None,
+        nginx_prefix: Path | None = None,
         pid_file: Path | None = None,
         status_url: str = "http://127.0.0.1/nginx_status",
         timeout_s: float = 3.0,
@@ -112,6 +117,7 @@ class NginxCollector:
         self.commands = commands
         self.nginx_bin = nginx_bin
         self.nginx_conf = nginx_conf
+        self.nginx_prefix = nginx_prefix
         self.pid_file = pid_file
         self.status_url = status_url
         self.timeout_s = timeout_s
@@ -137,15 +143,20 @@ class NginxCollector:
         }
 
     def _master(self, facts: _Facts) -> None:
-        pid_file = self.pid_file or pid_file_of(self.nginx_conf)
+        pid_file = self.pid_file or pid_file_of(self.nginx_conf, self.nginx_prefix)
         master = _live_master(pid_file)
         facts.values["running"] = master is not None
         facts.values["workers"] = _workers(master) if master else 0
 
     def _config_test(self, facts: _Facts) -> None:
-        argv = [self.nginx_bin, "-t"]
+        # The same -p and -c the actions use: relative paths in the
+        # configuration (logs, pid, temp folders) are the prefix's.
+        argv = [self.nginx_bin]
+        if self.nginx_prefix is not None:
+            argv += ["-p", str(self.nginx_prefix)]
         if self.nginx_conf is not None:
             argv += ["-c", str(self.nginx_conf)]
+        argv.append("-t")
         done = self.commands.run(argv, timeout_s=self.timeout_s)
         verdict = config_verdict(done.exit_status, done.stderr)
         facts.values["config_ok"] = verdict.ok

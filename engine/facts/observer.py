@@ -93,6 +93,7 @@ def build_default_collectors(
             runtime.commands,
             nginx_bin=settings.nginx_bin,
             nginx_conf=settings.nginx_conf,
+            nginx_prefix=settings.nginx_prefix,
             pid_file=settings.nginx_pid_file,
             status_url=settings.nginx_status_url,
             timeout_s=command_timeout,

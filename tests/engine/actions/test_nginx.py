@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from engine.actions.base import ExecutionResult, Outcome
-from engine.actions.nginx import NginxReload, read_config_test, reload_state
+from engine.actions.nginx import (
+    NginxReload,
+    read_config_test,
+    reload_state,
+    verify_reload,
+)
 from engine.runtime import Runtime
 from engine.settings import Settings
 from tests.engine.actions.conftest import nginx_settings
@@ -172,3 +181,50 @@ def test_a_missing_nginx_binary_fails_the_reload_with_its_reason(
 
     assert result.outcome is Outcome.FAILED
     assert "could not start" in result.message
+
+
+def titled_process(title: str) -> subprocess.Popen[bytes]:
+    """A process whose command line reads ``title``, as nginx's workers do."""
+    child = subprocess.Popen(["bash", "-c", f'exec -a "{title}" sleep 30'])
+    for _ in range(100):
+        if psutil.Process(child.pid).cmdline()[:1] == [title]:
+            return child
+        time.sleep(0.02)
+    child.kill()
+    raise AssertionError(f"process {child.pid} never took the title {title!r}")
+
+
+@pytest.mark.parametrize(
+    ("old_title", "reloaded"),
+    [
+        ("nginx: worker process", False),
+        ("nginx: worker process is shutting down", True),
+    ],
+)
+def test_reload_counts_once_the_old_workers_stop_accepting(
+    tmp_path: Path, old_title: str, reloaded: bool
+) -> None:
+    # This test process plays the master; its children play the workers.
+    pid_file = tmp_path / "nginx.pid"
+    pid_file.write_text(str(os.getpid()))
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        old = titled_process(old_title)
+        children.append(old)
+        children.append(titled_process("nginx: worker process"))
+        detail = {
+            "pid_file": str(pid_file),
+            "master_pid": os.getpid(),
+            "workers_before": [old.pid],
+        }
+        verdict = verify_reload(no_wait(), detail)
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
+
+    assert verdict.ok is reloaded
+    if not reloaded:
+        assert (
+            f"the old workers [{old.pid}] still accept connections" in verdict.message
+        )

@@ -136,3 +136,23 @@ def test_nothing_observable_is_a_failure(tmp_path: Path) -> None:
     with pytest.raises(CollectorError) as raised:
         missing.collect(datetime.now(UTC))
     assert "nginx -t gave no verdict" in raised.value.message
+
+
+def test_relative_paths_of_the_configuration_are_the_prefix_s(
+    nginx: Nginx, tmp_path: Path
+) -> None:
+    # The session nginx's config with its pid and error log made relative:
+    # `nginx -t` finds them only under the `-p` prefix the actions use too.
+    conf = tmp_path / "relative.conf"
+    text = nginx.conf.read_text()
+    for name in ("nginx.pid", "error.log"):
+        text = text.replace(f"{nginx.prefix}/logs/{name}", f"logs/{name}", 1)
+    conf.write_text(text)
+
+    section = collector(nginx, nginx_conf=conf, nginx_prefix=nginx.prefix).collect(
+        datetime.now(UTC)
+    )["nginx"]
+
+    assert section["config_ok"] is True, section["config_messages"]
+    assert section["running"] is True
+    assert pid_file_of(conf, nginx.prefix) == nginx.prefix / "logs" / "nginx.pid"
