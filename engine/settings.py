@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     # Collectors.
     collector_timeout_s: float = Field(default=3.0, gt=0, le=60)
     pm2_bin: str = "pm2"
-    pm2_home: Path | None = None
+    pm2_home: Path | None = None  # None: ~/.pm2 of the user running the service
     nginx_bin: str = "nginx"
     nginx_conf: Path | None = None  # None: nginx's compiled-in default
     nginx_prefix: Path | None = None  # nginx -p; None: the compiled-in prefix
@@ -81,6 +81,14 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @model_validator(mode="after")
+    def _default_pm2_home(self) -> Settings:
+        # PM2's own default. Leaving it unset would let `pm2 jlist` start an
+        # empty daemon under this service's user when none runs there.
+        if self.pm2_home is None:
+            self.pm2_home = Path.home() / ".pm2"
+        return self
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
