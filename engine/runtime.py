@@ -8,6 +8,7 @@ three; ``Runtime.system()`` is the real one.
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import subprocess
@@ -49,15 +50,18 @@ class FixedClock:
             return self._now
 
 
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+# RFC 4648 base32 is not in ASCII order ("2" sorts before "A"); Crockford's
+# alphabet is, so translating keeps ids sortable as text.
+_TO_CROCKFORD = str.maketrans(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+)
 
 
-def _base32(number: int, length: int) -> str:
-    chars = []
-    for _ in range(length):
-        number, digit = divmod(number, 32)
-        chars.append(_CROCKFORD[digit])
-    return "".join(reversed(chars))
+def _encode(millis: int, randomness: int) -> str:
+    """48 bits of time and 80 random bits as 26 sortable characters."""
+    value = (millis << 80) | randomness
+    text = base64.b32encode(value.to_bytes(16, "big")).decode("ascii")
+    return text[:26].translate(_TO_CROCKFORD)
 
 
 class IdGenerator(Protocol):
@@ -75,9 +79,8 @@ class SortableIds:
         self._clock = clock
 
     def new(self, prefix: str) -> str:
-        millis = int(self._clock.now().timestamp() * 1000)
-        body = _base32(millis, 10) + _base32(secrets.randbits(80), 16)
-        return f"{prefix}_{body}"
+        millis = int(self._clock.now().timestamp() * 1000) & (2**48 - 1)
+        return f"{prefix}_{_encode(millis, secrets.randbits(80))}"
 
 
 class SequentialIds:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from engine.store.models import (
@@ -65,7 +65,8 @@ class Rows:
         for model in (*ORDER, *(m for m in self._new if m not in ORDER)):
             rows = self._new.pop(model, [])
             if rows:
-                session.execute(insert(model), rows)
+                # Core, not ORM: no unit of work for rows nobody loads here.
+                session.execute(model.__table__.insert(), rows)
         for model, changed in self._changed.items():
             for group in _by_columns(changed).values():
                 session.execute(update(model), group)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from engine.store.models import IncidentEvent
@@ -81,7 +81,7 @@ def append_events(session: Session, events: Sequence[EventIn]) -> None:
         }
         for e in events
     ]
-    session.execute(insert(IncidentEvent), rows)
+    session.execute(IncidentEvent.__table__.insert(), rows)
 
 
 # Built once: the incident page runs it on every load.

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -123,43 +123,49 @@ def _store(
     return results
 
 
+def _by_org(pairs: set[tuple[str, str]]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = defaultdict(list)
+    for org_id, value in pairs:
+        grouped[org_id].append(value)
+    return grouped
+
+
 def _seen_keys(
     session: Session, rows: Sequence[IntakeRow]
 ) -> dict[tuple[str, str], Stored]:
     wanted = {
         (r.org_id, r.alert.idempotency_key) for r in rows if r.alert.idempotency_key
     }
-    if not wanted:
-        return {}
-    found = session.execute(
-        select(
-            Alert.org_id,
-            Alert.idempotency_key,
-            Alert.id,
-            Alert.incident_id,
-            Alert.severity,
-        ).where(tuple_(Alert.org_id, Alert.idempotency_key).in_(list(wanted)))
-    )
-    return {
-        (org, key or ""): Stored("replayed", incident, alert, severity)
-        for org, key, alert, incident, severity in found
-    }
+    found: dict[tuple[str, str], Stored] = {}
+    # One plain IN per organization: both databases use the unique index.
+    for org_id, keys in _by_org(wanted).items():
+        hits = session.execute(
+            select(
+                Alert.idempotency_key, Alert.id, Alert.incident_id, Alert.severity
+            ).where(Alert.org_id == org_id, Alert.idempotency_key.in_(keys))
+        )
+        for key, alert, incident, severity in hits:
+            found[(org_id, key or "")] = Stored("replayed", incident, alert, severity)
+    return found
 
 
 def _open_incidents(
     session: Session, rows: Sequence[IntakeRow]
 ) -> dict[tuple[str, str], Incident]:
-    keys = {(r.org_id, r.dedup_key) for r in rows}
-    found = session.scalars(
-        select(Incident)
-        .where(
-            tuple_(Incident.org_id, Incident.dedup_key).in_(list(keys)),
-            Incident.status != IncidentStatus.RESOLVED.value,
+    found: dict[tuple[str, str], Incident] = {}
+    for org_id, keys in _by_org({(r.org_id, r.dedup_key) for r in rows}).items():
+        incidents = session.scalars(
+            select(Incident)
+            .where(
+                Incident.org_id == org_id,
+                Incident.dedup_key.in_(keys),
+                Incident.status != IncidentStatus.RESOLVED.value,
+            )
+            .with_for_update()
+            .execution_options(populate_existing=True)
         )
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    return {(i.org_id, i.dedup_key): i for i in found}
+        found.update({(i.org_id, i.dedup_key): i for i in incidents})
+    return found
 
 
 def _place(
@@ -238,8 +244,10 @@ def _write_incidents(
     now: datetime,
 ) -> None:
     if created:
-        session.add_all(created.values())
-        session.flush()  # the partial unique index speaks here
+        columns = [c.name for c in Incident.__table__.columns]
+        rows = [{c: getattr(i, c) for c in columns} for i in created.values()]
+        # Core insert: the partial unique index speaks here on a race.
+        session.execute(Incident.__table__.insert(), rows)
     for incident in open_.values():
         if incident in session.dirty:
             incident.updated_at = now

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from engine.runtime import IdGenerator
@@ -60,7 +60,7 @@ def record_matches(
         for match in matches
     ]
     if rows:
-        session.execute(insert(RuleMatch), rows)
+        session.execute(RuleMatch.__table__.insert(), rows)
     return len(rows)
 
 
