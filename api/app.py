@@ -11,10 +11,12 @@ every request that fails is logged as ``http.request`` with its status.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -61,6 +63,14 @@ Send `Authorization: Bearer KEY` on every `/v1` route; keys have one role:
 """
 
 
+def _without_builtin_telemetry() -> dict[str, Any]:
+    """FastAPI's OpenTelemetry hooks, off: ``/metrics`` is ours, and the hooks
+    ask the global providers on every request (newer FastAPI only)."""
+    if "telemetry" not in inspect.signature(FastAPI).parameters:
+        return {}
+    return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+
+
 def create_app(settings: Settings, *, services: Services) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -75,6 +85,7 @@ def create_app(settings: Settings, *, services: Services) -> FastAPI:
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
+        **_without_builtin_telemetry(),
     )
     app.state.services = services
     app.state.store_metrics = store_registry(services)

@@ -102,7 +102,9 @@ class Services:
             )
 
 
-def services_of(request: Request) -> Services:
+async def services_of(request: Request) -> Services:
+    # async: FastAPI would run a plain function in its thread pool, a thread
+    # hop on every request for a dictionary lookup.
     found: Services = request.app.state.services
     return found
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
 from engine.store.models import (
@@ -30,7 +30,7 @@ from engine.store.models import (
     RuleMatch,
     Snapshot,
 )
-from engine.store.types import as_utc
+from engine.store.types import as_utc, table_of
 
 ORDER: tuple[type[Base], ...] = (
     Snapshot,
@@ -66,7 +66,7 @@ class Rows:
             rows = self._new.pop(model, [])
             if rows:
                 # Core, not ORM: no unit of work for rows nobody loads here.
-                session.execute(model.__table__.insert(), rows)
+                session.execute(insert(table_of(model)), rows)
         for model, changed in self._changed.items():
             for group in _by_columns(changed).values():
                 session.execute(update(model), group)

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from engine.store.models import IncidentEvent
-from engine.store.types import as_utc
+from engine.store.types import as_utc, table_of
 
 
 def append_event(
@@ -81,7 +81,7 @@ def append_events(session: Session, events: Sequence[EventIn]) -> None:
         }
         for e in events
     ]
-    session.execute(IncidentEvent.__table__.insert(), rows)
+    session.execute(insert(table_of(IncidentEvent)), rows)
 
 
 # Built once: the incident page runs it on every load.

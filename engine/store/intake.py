@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -41,7 +41,7 @@ from engine.store.models import (
     JobStatus,
     Severity,
 )
-from engine.store.types import as_utc
+from engine.store.types import as_utc, table_of
 
 FOLDED_IDS_KEPT = 20  # alert ids listed on one alert.folded event
 
@@ -93,7 +93,7 @@ def _store(
     open_ = _open_incidents(session, rows)
     writes = Rows()
     events: list[EventIn] = []
-    created: dict[tuple[str, str], Incident] = {}
+    created: dict[tuple[str, str], _Incident] = {}
     folded: dict[str, list[str]] = defaultdict(list)
     results: list[Stored] = []
     for row in rows:
@@ -149,29 +149,58 @@ def _seen_keys(
     return found
 
 
+@dataclass(slots=True)
+class _Incident:
+    """The columns intake reads and changes, without the ORM's bookkeeping."""
+
+    id: str
+    org_id: str
+    dedup_key: str
+    title: str
+    severity: str
+    alert_count: int
+    first_signal_at: datetime
+    last_alert_at: datetime
+    created: bool = False
+    changed: bool = False
+
+
+_OPEN_COLUMNS = (
+    Incident.id,
+    Incident.org_id,
+    Incident.dedup_key,
+    Incident.title,
+    Incident.severity,
+    Incident.alert_count,
+    Incident.first_signal_at,
+    Incident.last_alert_at,
+)
+
+
 def _open_incidents(
     session: Session, rows: Sequence[IntakeRow]
-) -> dict[tuple[str, str], Incident]:
-    found: dict[tuple[str, str], Incident] = {}
+) -> dict[tuple[str, str], _Incident]:
+    found: dict[tuple[str, str], _Incident] = {}
     for org_id, keys in _by_org({(r.org_id, r.dedup_key) for r in rows}).items():
-        incidents = session.scalars(
-            select(Incident)
+        locked = session.execute(
+            select(*_OPEN_COLUMNS)
             .where(
                 Incident.org_id == org_id,
                 Incident.dedup_key.in_(keys),
                 Incident.status != IncidentStatus.RESOLVED.value,
             )
             .with_for_update()
-            .execution_options(populate_existing=True)
         )
-        found.update({(i.org_id, i.dedup_key): i for i in incidents})
+        for values in locked:
+            incident = _Incident(*values)
+            found[(incident.org_id, incident.dedup_key)] = incident
     return found
 
 
 def _place(
     row: IntakeRow,
-    open_: dict[tuple[str, str], Incident],
-    created: dict[tuple[str, str], Incident],
+    open_: dict[tuple[str, str], _Incident],
+    created: dict[tuple[str, str], _Incident],
     writes: Rows,
     ids: IdGenerator,
     now: datetime,
@@ -188,6 +217,7 @@ def _place(
         created[key] = incident
         return Stored("opened", incident.id, None, incident.severity)
     incident.alert_count += 1
+    incident.changed = True
     if (
         SEVERITY_RANK[Severity(row.severity)]
         > SEVERITY_RANK[Severity(incident.severity)]
@@ -198,20 +228,17 @@ def _place(
     return Stored("folded", incident.id, None, incident.severity)
 
 
-def _new_incident(row: IntakeRow, ids: IdGenerator, at: datetime) -> Incident:
-    return Incident(
+def _new_incident(row: IntakeRow, ids: IdGenerator, at: datetime) -> _Incident:
+    return _Incident(
         id=ids.new("inc"),
         org_id=row.org_id,
         dedup_key=row.dedup_key,
         title=row.title,
         severity=row.severity,
-        status=IncidentStatus.OPEN.value,
-        created_at=at,
-        updated_at=at,
-        first_signal_at=at,
         alert_count=1,
+        first_signal_at=at,
         last_alert_at=at,
-        stage=FIRST_STAGE,
+        created=True,
     )
 
 
@@ -239,27 +266,56 @@ def _add_alert(writes: Rows, row: IntakeRow, incident_id: str, ids: IdGenerator)
 
 def _write_incidents(
     session: Session,
-    created: dict[tuple[str, str], Incident],
-    open_: dict[tuple[str, str], Incident],
+    created: dict[tuple[str, str], _Incident],
+    open_: dict[tuple[str, str], _Incident],
     now: datetime,
 ) -> None:
     if created:
-        columns = [c.name for c in Incident.__table__.columns]
-        rows = [{c: getattr(i, c) for c in columns} for i in created.values()]
-        # Core insert: the partial unique index speaks here on a race.
-        session.execute(Incident.__table__.insert(), rows)
-    for incident in open_.values():
-        if incident in session.dirty:
-            incident.updated_at = now
-    session.flush()
+        # The partial unique index on open incidents speaks here on a race.
+        session.execute(
+            insert(table_of(Incident)),
+            [
+                {
+                    "id": i.id,
+                    "org_id": i.org_id,
+                    "dedup_key": i.dedup_key,
+                    "title": i.title,
+                    "severity": i.severity,
+                    "status": IncidentStatus.OPEN.value,
+                    "created_at": i.first_signal_at,
+                    "updated_at": i.first_signal_at,
+                    "first_signal_at": i.first_signal_at,
+                    "alert_count": i.alert_count,
+                    "last_alert_at": i.last_alert_at,
+                    "stage": FIRST_STAGE,
+                }
+                for i in created.values()
+            ],
+        )
+    changed = [i for i in open_.values() if i.changed]
+    if changed:
+        session.execute(
+            update(Incident),
+            [
+                {
+                    "id": i.id,
+                    "alert_count": i.alert_count,
+                    "severity": i.severity,
+                    "first_signal_at": i.first_signal_at,
+                    "last_alert_at": i.last_alert_at,
+                    "updated_at": now,
+                }
+                for i in changed
+            ],
+        )
 
 
 def _events(
     rows: Sequence[IntakeRow],
     results: Sequence[Stored],
-    created: dict[tuple[str, str], Incident],
+    created: dict[tuple[str, str], _Incident],
     folded: dict[str, list[str]],
-    incidents: dict[str, Incident],
+    incidents: dict[str, _Incident],
     now: datetime,
 ) -> list[EventIn]:
     by_id = {i.id: i for i in created.values()}
@@ -305,7 +361,7 @@ def _fold_events(
     rows: Sequence[IntakeRow],
     results: Sequence[Stored],
     folded: dict[str, list[str]],
-    incidents: dict[str, Incident],
+    incidents: dict[str, _Incident],
     now: datetime,
 ) -> list[EventIn]:
     first: dict[str, tuple[IntakeRow, Stored]] = {}
@@ -338,9 +394,9 @@ def _fold_events(
 
 def _queue_flows(
     session: Session,
-    created: dict[tuple[str, str], Incident],
+    created: dict[tuple[str, str], _Incident],
     folded: dict[str, list[str]],
-    open_: dict[tuple[str, str], Incident],
+    open_: dict[tuple[str, str], _Incident],
     ids: IdGenerator,
     now: datetime,
 ) -> None:

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from engine.runtime import IdGenerator
 from engine.store.models import RuleMatch
-from engine.store.types import as_utc
+from engine.store.types import as_utc, table_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +60,7 @@ def record_matches(
         for match in matches
     ]
     if rows:
-        session.execute(RuleMatch.__table__.insert(), rows)
+        session.execute(insert(table_of(RuleMatch)), rows)
     return len(rows)
 
 

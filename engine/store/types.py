@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime
+from sqlalchemy import JSON, DateTime, Table
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -62,3 +62,9 @@ class UTCDateTime(TypeDecorator[datetime]):
 def json_document() -> TypeEngine[Any]:
     """A JSON column: ``JSONB`` on PostgreSQL, ``JSON`` elsewhere."""
     return JSON().with_variant(JSONB(), "postgresql")
+
+
+def table_of(model: Any) -> Table:
+    """The Core table of a mapped class (typed for bulk statements)."""
+    table: Table = model.__table__
+    return table
