@@ -175,8 +175,9 @@ class IntakeBatcher:
         ]
         try:
             with self._sessions.begin() as session:
+                ids = self._runtime.ids
                 accepted = iter(
-                    accept_many(session, policy, entries, ids=self._runtime.ids, now=now)
+                    accept_many(session, policy, entries, ids=ids, now=now)
                 )
         except IncidentPolicyError:
             return self._commit_one_by_one(batch, policy, now)

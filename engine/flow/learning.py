@@ -148,14 +148,16 @@ def close_incident(worker: Worker, job: Job) -> None:
     undo_actions(worker, policy, job.incident_id or "")
     with worker.deps.sessions.begin() as session:
         incident = session.get_one(Incident, job.incident_id)
-        if _reviewed(session, incident.id):
+        if _reviewed(session, incident.org_id, incident.id):
             return
         review = build_review(session, policy, incident, dict(job.payload), worker.now)
         _store_review(session, worker, policy, incident, review)
 
 
-def _reviewed(session: Session, incident_id: str) -> bool:
-    query = select(func.count()).where(LearningReview.incident_id == incident_id)
+def _reviewed(session: Session, org_id: str, incident_id: str) -> bool:
+    query = select(func.count()).where(
+        LearningReview.org_id == org_id, LearningReview.incident_id == incident_id
+    )
     return bool(session.scalar(query))
 
 
@@ -261,7 +263,7 @@ def build_review(
         history, incident.created_at, incident.first_signal_at, resolved_at
     )
     facts = {
-        "alert": _first_alert_facts(session, incident.id),
+        "alert": _first_alert_facts(session, incident.org_id, incident.id),
         "incident": {
             "severity": incident.severity,
             "type": incident.type,
@@ -284,10 +286,12 @@ def build_review(
     return learn.review(policy, facts, review_facts, entries)
 
 
-def _first_alert_facts(session: Session, incident_id: str) -> dict[str, Any]:
+def _first_alert_facts(
+    session: Session, org_id: str, incident_id: str
+) -> dict[str, Any]:
     alert = session.scalars(
         select(Alert)
-        .where(Alert.incident_id == incident_id)
+        .where(Alert.org_id == org_id, Alert.incident_id == incident_id)
         .order_by(Alert.received_at)
         .limit(1)
     ).first()
@@ -300,7 +304,9 @@ def _history(
     session: Session, incident: Incident, events: Sequence[IncidentEvent]
 ) -> learn.History:
     alerts = session.scalars(
-        select(Alert).where(Alert.incident_id == incident.id)
+        select(Alert).where(
+            Alert.org_id == incident.org_id, Alert.incident_id == incident.id
+        )
     ).all()
     raised = next(
         (
@@ -317,10 +323,16 @@ def _history(
         for e in events
     )
     recs = session.scalars(
-        select(Recommendation).where(Recommendation.incident_id == incident.id)
+        select(Recommendation).where(
+            Recommendation.org_id == incident.org_id,
+            Recommendation.incident_id == incident.id,
+        )
     ).all()
     message = session.scalars(
-        select(CustomerMessage).where(CustomerMessage.incident_id == incident.id)
+        select(CustomerMessage).where(
+            CustomerMessage.org_id == incident.org_id,
+            CustomerMessage.incident_id == incident.id,
+        )
     ).first()
     same_count, same_text = _same_approvals(session, incident)
     return learn.History(

@@ -290,7 +290,7 @@ def _load(
     if incident.org_id not in orgs:
         org = session.get_one(Organization, incident.org_id)
         orgs[incident.org_id] = {"name": org.name, "auto_execute": org.auto_execute}
-    alert = flow_state.latest_alert_facts(session, incident.id)
+    alert = flow_state.latest_alert_facts(session, incident.org_id, incident.id)
     posted = alert.pop("posted_snapshot", {}) or {}
     item = IncidentRound(incident, orgs[incident.org_id], alert, posted)
     if incident.stage in (STABILIZE, DECIDE):
@@ -302,7 +302,11 @@ def _resume(session: Session, item: IncidentRound) -> None:
     """Read back what the committed checkpoints of this round hold."""
     initial = session.scalars(
         select(Snapshot)
-        .where(Snapshot.incident_id == item.incident_id, Snapshot.purpose == "initial")
+        .where(
+            Snapshot.org_id == item.org_id,
+            Snapshot.incident_id == item.incident_id,
+            Snapshot.purpose == "initial",
+        )
         .order_by(Snapshot.taken_at.desc(), Snapshot.id.desc())
         .limit(1)
     ).first()
@@ -310,15 +314,21 @@ def _resume(session: Session, item: IncidentRound) -> None:
         item.snapshot_id, item.snapshot_at = initial.id, initial.taken_at
         item.snapshot = dict(initial.facts)
     item.resumed = True
-    stable = flow_state.decision(session, item.incident_id, decide.STABLE)
+    stable = flow_state.decision(session, item.org_id, item.incident_id, decide.STABLE)
     item.stable = stable.get("value")
     item.stabilization = dict(stable.get("stabilization", {}))
-    item.latest = flow_state.latest_snapshot_facts(session, item.incident_id)
+    item.latest = flow_state.latest_snapshot_facts(
+        session, item.org_id, item.incident_id
+    )
 
 
 def _new_round_due(session: Session, incident: Incident, batch: Batch) -> bool:
-    last = flow_state.latest_event(session, incident.id, "round.started")
-    last = last or flow_state.latest_event(session, incident.id, "incident.opened")
+    last = flow_state.latest_event(
+        session, incident.org_id, incident.id, "round.started"
+    )
+    last = last or flow_state.latest_event(
+        session, incident.org_id, incident.id, "incident.opened"
+    )
     started = last.at if last else incident.created_at
     severity = (last.data.get("severity") if last else None) or incident.severity
     rose = (
@@ -432,9 +442,10 @@ def resume_pending(session: Session, batch: Batch) -> None:
         facts = item.facts(batch.now)
         plan = stabilize_stage.plan(batch.policy, facts)
         targets = {(p.action, p.target): p.item for p in plan.actions}
-        for row in flow_state.round_actions(
-            session, item.incident_id, item.snapshot_at
-        ):
+        rows = flow_state.round_actions(
+            session, item.org_id, item.incident_id, item.snapshot_at
+        )
+        for row in rows:
             planned = PlannedAction(
                 row.action,
                 row.target,
@@ -556,7 +567,7 @@ def decide_rest(session: Session, batch: Batch) -> None:
 
 def _resume_ran(session: Session, item: IncidentRound) -> None:
     since = item.snapshot_at or item.incident.created_at
-    for row in flow_state.round_actions(session, item.incident_id, since):
+    for row in flow_state.round_actions(session, item.org_id, item.incident_id, since):
         planned = PlannedAction(row.action, row.target, row.rule_id or "")
         message = row.refusal_message or (row.verification or {}).get("message", "")
         item.ran.append(

@@ -52,7 +52,11 @@ class FlowState:
 def load(session: Session, incident: Incident) -> FlowState:
     alert = session.scalars(
         select(Alert)
-        .where(Alert.incident_id == incident.id, Alert.status == "firing")
+        .where(
+            Alert.org_id == incident.org_id,
+            Alert.incident_id == incident.id,
+            Alert.status == "firing",
+        )
         .order_by(Alert.received_at.desc(), Alert.id.desc())
         .limit(1)
     ).first()
@@ -63,15 +67,18 @@ def load(session: Session, incident: Incident) -> FlowState:
         org=session.get_one(Organization, incident.org_id),
         alert=facts,
         posted=posted,
-        initial=_snapshot(session, incident.id, "initial"),
-        latest=_snapshot(session, incident.id, None),
+        initial=_snapshot(session, incident.org_id, incident.id, "initial"),
+        latest=_snapshot(session, incident.org_id, incident.id, None),
     )
 
 
 def _snapshot(
-    session: Session, incident_id: str, purpose: str | None
+    session: Session, org_id: str, incident_id: str, purpose: str | None
 ) -> Snapshot | None:
-    query = select(Snapshot).where(Snapshot.incident_id == incident_id)
+    # Every query names the organization: the indexes start with it.
+    query = select(Snapshot).where(
+        Snapshot.org_id == org_id, Snapshot.incident_id == incident_id
+    )
     if purpose:
         query = query.where(Snapshot.purpose == purpose)
     ordered = query.order_by(Snapshot.taken_at.desc(), Snapshot.id.desc()).limit(1)
@@ -88,26 +95,34 @@ def incident_facts(incident: Incident, now: datetime) -> Facts:
     }
 
 
-def latest_event(session: Session, incident_id: str, kind: str) -> IncidentEvent | None:
+def latest_event(
+    session: Session, org_id: str, incident_id: str, kind: str
+) -> IncidentEvent | None:
     query = (
         select(IncidentEvent)
-        .where(IncidentEvent.incident_id == incident_id, IncidentEvent.kind == kind)
+        .where(
+            IncidentEvent.org_id == org_id,
+            IncidentEvent.incident_id == incident_id,
+            IncidentEvent.kind == kind,
+        )
         .order_by(IncidentEvent.id.desc())
         .limit(1)
     )
     return session.scalars(query).first()
 
 
-def decision(session: Session, incident_id: str, name: str) -> dict[str, Any]:
+def decision(
+    session: Session, org_id: str, incident_id: str, name: str
+) -> dict[str, Any]:
     """The last recorded value of a decision point (``value``, ``rule``)."""
-    event = latest_event(session, incident_id, f"decision.{name}")
+    event = latest_event(session, org_id, incident_id, f"decision.{name}")
     return dict(event.data) if event else {}
 
 
-def latest_impact(session: Session, incident_id: str) -> Impact | None:
+def latest_impact(session: Session, org_id: str, incident_id: str) -> Impact | None:
     query = (
         select(Impact)
-        .where(Impact.incident_id == incident_id)
+        .where(Impact.org_id == org_id, Impact.incident_id == incident_id)
         .order_by(Impact.assessed_at.desc(), Impact.id.desc())
         .limit(1)
     )
@@ -115,12 +130,13 @@ def latest_impact(session: Session, incident_id: str) -> Impact | None:
 
 
 def round_actions(
-    session: Session, incident_id: str, since: datetime
+    session: Session, org_id: str, incident_id: str, since: datetime
 ) -> list[IncidentAction]:
     """This round's stabilize actions (planned at or after ``since``)."""
     query = (
         select(IncidentAction)
         .where(
+            IncidentAction.org_id == org_id,
             IncidentAction.incident_id == incident_id,
             IncidentAction.origin == "stabilize",
             IncidentAction.planned_at >= since,
@@ -142,16 +158,22 @@ def stabilization(actions: list[IncidentAction], breaker_open: bool) -> Facts:
     }
 
 
-def latest_snapshot_facts(session: Session, incident_id: str) -> Facts | None:
-    latest = _snapshot(session, incident_id, None)
+def latest_snapshot_facts(
+    session: Session, org_id: str, incident_id: str
+) -> Facts | None:
+    latest = _snapshot(session, org_id, incident_id, None)
     return dict(latest.facts) if latest else None
 
 
-def latest_alert_facts(session: Session, incident_id: str) -> Facts:
+def latest_alert_facts(session: Session, org_id: str, incident_id: str) -> Facts:
     """The facts of the incident's latest firing alert (with what it posted)."""
     alert = session.scalars(
         select(Alert)
-        .where(Alert.incident_id == incident_id, Alert.status == "firing")
+        .where(
+            Alert.org_id == org_id,
+            Alert.incident_id == incident_id,
+            Alert.status == "firing",
+        )
         .order_by(Alert.received_at.desc(), Alert.id.desc())
         .limit(1)
     ).first()

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -44,6 +44,7 @@ from engine.store.models import (
 from engine.store.types import as_utc, table_of
 
 FOLDED_IDS_KEPT = 20  # alert ids listed on one alert.folded event
+FOLD_COALESCE_S = 30.0  # folds wait this long for the flow's look
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +164,7 @@ class _Incident:
     last_alert_at: datetime
     created: bool = False
     changed: bool = False
+    rose: bool = False  # its severity rose in this batch
 
 
 _OPEN_COLUMNS = (
@@ -223,6 +225,7 @@ def _place(
         > SEVERITY_RANK[Severity(incident.severity)]
     ):
         incident.severity = row.severity
+        incident.rose = True
     incident.last_alert_at = max(incident.last_alert_at, received)
     incident.first_signal_at = min(incident.first_signal_at, received)
     return Stored("folded", incident.id, None, incident.severity)
@@ -400,37 +403,59 @@ def _queue_flows(
     ids: IdGenerator,
     now: datetime,
 ) -> None:
-    folded_open = [i.id for i in open_.values() if i.id in folded]
-    pending: set[str] = set()
-    if folded_open:
-        pending = set(
-            session.scalars(
-                select(Job.incident_id).where(
-                    Job.incident_id.in_(folded_open),
-                    Job.kind == FLOW_JOB,
-                    Job.status.in_((JobStatus.QUEUED.value, JobStatus.RUNNING.value)),
-                )
-            )
-        )
-    wanted = [i for i in created.values()] + [
-        i for i in open_.values() if i.id in folded and i.id not in pending
-    ]
+    """A flow job for each new incident; a check for folded ones.
+
+    A fold asks the flow to look again (it starts a new round only when the
+    severity rose or enough time passed). A fold that raised the severity is
+    looked at now; other folds wait ``FOLD_COALESCE_S``, so a storm of one
+    alert costs one check, not one per batch.
+    """
+    folded_open = [i for i in open_.values() if i.id in folded]
+    pending = _pending_flows(session, [i.id for i in folded_open])
     writes = Rows()
-    for incident in wanted:
-        reason = "opened" if incident in created.values() else "folded"
-        writes.add(
-            Job,
-            id=ids.new("job"),
-            org_id=incident.org_id,
-            incident_id=incident.id,
-            kind=FLOW_JOB,
-            payload={"reason": reason},
-            status=JobStatus.QUEUED.value,
-            run_after=now,
-            attempts=0,
-            created_at=now,
-        )
+    for incident in created.values():
+        _add_flow_job(writes, ids, incident, "opened", now)
+    for incident in folded_open:
+        if incident.id not in pending:
+            due = now if incident.rose else now + timedelta(seconds=FOLD_COALESCE_S)
+            _add_flow_job(writes, ids, incident, "folded", due)
+        elif incident.rose:
+            session.execute(
+                update(Job)
+                .where(Job.id == pending[incident.id], Job.run_after > now)
+                .values(run_after=now)
+            )
     writes.write(session)
+
+
+def _pending_flows(session: Session, incident_ids: list[str]) -> dict[str, str]:
+    if not incident_ids:
+        return {}
+    rows = session.execute(
+        select(Job.incident_id, Job.id).where(
+            Job.incident_id.in_(incident_ids),
+            Job.kind == FLOW_JOB,
+            Job.status.in_((JobStatus.QUEUED.value, JobStatus.RUNNING.value)),
+        )
+    )
+    return {incident_id: job_id for incident_id, job_id in rows if incident_id}
+
+
+def _add_flow_job(
+    writes: Rows, ids: IdGenerator, incident: _Incident, reason: str, due: datetime
+) -> None:
+    writes.add(
+        Job,
+        id=ids.new("job"),
+        org_id=incident.org_id,
+        incident_id=incident.id,
+        kind=FLOW_JOB,
+        payload={"reason": reason},
+        status=JobStatus.QUEUED.value,
+        run_after=due,
+        attempts=0,
+        created_at=due,
+    )
 
 
 def describe(results: Sequence[Stored]) -> dict[str, Any]:

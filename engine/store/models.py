@@ -293,6 +293,10 @@ class IncidentAction(Base):
         Index(
             "ix_tms_incident_actions_target", "org_id", "action", "target", "started_at"
         ),
+        # The guards' history is host-wide (every organization's runs count),
+        # and a batch of the flow reads several incidents' actions at once.
+        Index("ix_tms_incident_actions_history", "action", "target", "started_at"),
+        Index("ix_tms_incident_actions_status", "incident_id", "status"),
     )
 
     id: Mapped[str] = mapped_column(primary_key=True)

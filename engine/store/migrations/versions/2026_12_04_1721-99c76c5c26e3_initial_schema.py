@@ -377,6 +377,18 @@ def upgrade() -> None:
         ["org_id", "action", "target", "started_at"],
         unique=False,
     )
+    op.create_index(
+        "ix_tms_incident_actions_history",
+        "tms_incident_actions",
+        ["action", "target", "started_at"],
+        unique=False,
+    )
+    op.create_index(
+        "ix_tms_incident_actions_status",
+        "tms_incident_actions",
+        ["incident_id", "status"],
+        unique=False,
+    )
 
     op.create_table(
         "tms_incident_events",
