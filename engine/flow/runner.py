@@ -47,6 +47,7 @@ from engine.store.recommendations import mark_executed
 log = logging.getLogger(__name__)
 
 FLOW, EXECUTE, LEARN = "flow", "execute", "learn"
+EARLY_ROUNDS = 4  # times a batch takes in new incidents before its briefs
 KINDS = (FLOW, EXECUTE, LEARN)
 
 
@@ -72,6 +73,7 @@ class Worker:
         self.deps = deps
         self.worker_id = worker_id
         self.lease_s = lease_s
+        self._claimed: list[Job] = []
 
     @property
     def now(self) -> datetime:
@@ -93,12 +95,15 @@ class Worker:
 
     def run_once(self) -> bool:
         """Claim and finish a batch of jobs; False when there was none."""
-        claimed = self._claim()
+        batch, claimed, failure = self._claim_and_begin()
         if not claimed:
             return False
         flows = [job for job in claimed if job.kind == FLOW]
         if flows:
-            self._guarded(flows, self._flow)
+            # _take_more appends the jobs it claims to this same list, so
+            # they are settled (done or failed) together with the batch.
+            self._claimed = flows
+            self._guarded(flows, lambda _: self._flow(batch, failure))
         for job in claimed:
             if job.kind == EXECUTE:
                 self._guarded([job], lambda batch: self._execute(batch[0]))
@@ -108,7 +113,16 @@ class Worker:
                 )
         return True
 
-    def _claim(self) -> list[Job]:
+    def _claim_and_begin(
+        self,
+    ) -> tuple[rounds.Batch | None, list[Job], Exception | None]:
+        """Claim jobs and load their incidents, in one transaction.
+
+        Loading runs in a savepoint: if it fails, the claim still commits and
+        the failure is settled on the jobs like any other.
+        """
+        failure: Exception | None = None
+        batch: rounds.Batch | None = None
         with self.deps.sessions.begin() as session:
             claimed = jobs.claim_jobs(
                 session,
@@ -120,7 +134,28 @@ class Worker:
             )
             for job in claimed:
                 session.expunge(job)
-        return claimed
+            incident_ids = list(
+                dict.fromkeys(j.incident_id for j in claimed if j.kind == FLOW)
+            )
+            if incident_ids:
+                batch = self._new_batch()
+                try:
+                    with session.begin_nested():
+                        rounds.begin(session, batch, [i for i in incident_ids if i])
+                except Exception as exc:
+                    failure = exc
+        return batch, claimed, failure
+
+    def _new_batch(self) -> rounds.Batch:
+        policy = self.deps.policy()
+        return rounds.Batch(
+            policy=policy,
+            deps=self.executors_for(policy),
+            snapshot_of=self.deps.snapshots.snapshot,
+            worker=self.worker_id,
+            approval_ttl_s=self.deps.approval_ttl_s,
+            reevaluate_after_s=self.deps.reevaluate_after_s,
+        )
 
     def _guarded(self, batch: list[Job], work: Callable[[list[Job]], None]) -> None:
         try:
@@ -168,26 +203,41 @@ class Worker:
 
     # -- flow ------------------------------------------------------------------
 
-    def _flow(self, claimed: list[Job]) -> None:
-        policy = self.deps.policy()
-        batch = rounds.Batch(
-            policy=policy,
-            deps=self.executors_for(policy),
-            snapshot_of=self.deps.snapshots.snapshot,
-            worker=self.worker_id,
-            approval_ttl_s=self.deps.approval_ttl_s,
-            reevaluate_after_s=self.deps.reevaluate_after_s,
-        )
-        incident_ids = list(
-            dict.fromkeys(j.incident_id for j in claimed if j.incident_id)
-        )
-        with self.deps.sessions.begin() as session:
-            rounds.begin(session, batch, incident_ids)
+    def _flow(self, batch: rounds.Batch | None, failure: Exception | None) -> None:
+        if failure is not None:
+            raise failure
+        assert batch is not None
         self._snapshot_phase(batch)
         self._stabilize_phase(batch)
+        # Actions first: incidents that arrived meanwhile get their snapshot
+        # and safe actions before this batch's briefs are written.
+        for _ in range(EARLY_ROUNDS):
+            if not self._take_more(batch):
+                break
         with self.deps.sessions.begin() as session:
             rounds.decide_rest(session, batch)
         self.deps.wake.set()
+
+    def _take_more(self, batch: rounds.Batch) -> bool:
+        """Claim flow jobs that came in meanwhile into ``batch``; act on them."""
+        room = self.deps.batch - len(batch.rounds)
+        if room <= 0:
+            return False
+        with self.deps.sessions.begin() as session:
+            more = jobs.claim_jobs(
+                session, self.worker_id, self.lease_s, (FLOW,), now=self.now, limit=room
+            )
+            if not more:
+                return False
+            for job in more:
+                session.expunge(job)
+            self._claimed.extend(more)
+            known = {item.incident_id for item in batch.rounds}
+            fresh = [j.incident_id for j in more if j.incident_id not in known]
+            rounds.begin(session, batch, [i for i in dict.fromkeys(fresh) if i])
+        self._snapshot_phase(batch)
+        self._stabilize_phase(batch)
+        return True
 
     def _snapshot_phase(self, batch: rounds.Batch) -> None:
         if not rounds.at(batch, rounds.SNAPSHOT):
