@@ -1,9 +1,15 @@
-"""Run every benchmark: ``python -m bench``."""
+"""Run every benchmark, one after another: ``python -m bench``."""
 
 from __future__ import annotations
 
-from bench import policy, snapshot
+import subprocess
+import sys
+
+BENCHMARKS = ("policy", "snapshot", "flow", "store", "api")
 
 if __name__ == "__main__":
-    policy.main()
-    snapshot.main()
+    failed = 0
+    for name in BENCHMARKS:
+        print(f"\n== bench.{name}", flush=True)
+        failed |= subprocess.run([sys.executable, "-m", f"bench.{name}"]).returncode
+    raise SystemExit(1 if failed else 0)

@@ -170,5 +170,31 @@ def _walk(node: Mapping[str, Any], prefix: str) -> list[tuple[str, PathInfo]]:
     return found
 
 
+HEADER = """# The facts vocabulary
+
+Every rule condition reads a path of the facts document: the alert as intake
+normalised it (`alert`), the host snapshot (`snapshot`, written by the
+collectors in [collectors.md](collectors.md) or posted by an alert source),
+the incident so far (`incident`), and what earlier stages decided
+(`classification`, `stabilization`, `impact`, `recommendation`, `resolution`,
+`review`, `org`). `rules check` refuses a path that is not listed here (code
+E207), except below the free-form maps `alert.labels`, `alert.annotations`,
+`snapshot.extra`, `target` and `item`. A value that could not be observed is
+absent, never zero: write conditions that hold on missing values with `none:`
+or `ne` (see [rules.md](rules.md)).
+
+This page is generated from `engine/facts/facts.schema.yaml`
+(`python -m engine.facts.vocabulary > docs/facts.md` rewrites the table).
+Paths with `[]` are fields of list items (`any_item`, `all_items`,
+`for_each`).
+
+"""
+
+
+def page() -> str:
+    """``docs/facts.md`` as it should read."""
+    return HEADER + markdown()
+
+
 if __name__ == "__main__":
-    print(markdown(), end="")
+    print(page(), end="")

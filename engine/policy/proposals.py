@@ -52,7 +52,7 @@ def thresholds_file(directory: Path) -> Path:
             return candidate
     raise PolicyError(
         f"{directory} has no thresholds.yaml to change",
-        code="E120",
+        code="E123",
         location=Location(str(directory)),
     )
 
