@@ -50,17 +50,7 @@ class FlowState:
 
 
 def load(session: Session, incident: Incident) -> FlowState:
-    alert = session.scalars(
-        select(Alert)
-        .where(
-            Alert.org_id == incident.org_id,
-            Alert.incident_id == incident.id,
-            Alert.status == "firing",
-        )
-        .order_by(Alert.received_at.desc(), Alert.id.desc())
-        .limit(1)
-    ).first()
-    facts = dict(alert.facts) if alert else {}
+    facts = latest_alert_facts(session, incident.org_id, incident.id)
     posted = facts.pop("posted_snapshot", {}) or {}
     return FlowState(
         incident=incident,

@@ -202,3 +202,44 @@ def from_facts(section: Mapping[str, Any], *, source: str = "replay") -> Incomin
         starts_at=parse_time(section.get("starts_at"), "alert.starts_at"),
         value=section.get("value"),
     )
+
+
+def from_webhook_entry(
+    entry: Any, where: str, *, source: str, shape_code: str, value: float | None = None
+) -> IncomingAlert:
+    """One alert of an Alertmanager-shaped webhook (Alertmanager, Grafana 8+).
+
+    Each alert carries its own status and fingerprint; the envelope's status
+    is never used for it.
+    """
+    if not isinstance(entry, Mapping):
+        raise InputError(
+            f"{where}: expected an object",
+            code=shape_code,
+            location=Location(field=where),
+        )
+    status = entry.get("status")
+    if status not in ("firing", "resolved"):
+        raise InputError(
+            f"{where}.status: {status!r} is not firing or resolved",
+            code="E513",
+            location=Location(field=f"{where}.status"),
+        )
+    labels = check_labels(entry.get("labels"), f"{where}.labels")
+    annotations = check_labels(entry.get("annotations"), f"{where}.annotations")
+    name = labels.get("alertname") or "unnamed"
+    return IncomingAlert(
+        source=source,
+        kind=kind_from_labels(labels, name),
+        name=name,
+        status=str(status),
+        fingerprint=str(entry.get("fingerprint") or fingerprint_of(source, labels)),
+        labels=labels,
+        annotations=annotations,
+        severity=labels.get("severity"),
+        summary=annotations.get("summary") or annotations.get("description"),
+        starts_at=parse_time(entry.get("startsAt"), f"{where}.startsAt"),
+        ends_at=parse_time(entry.get("endsAt"), f"{where}.endsAt"),
+        value=value,
+        raw=dict(entry),
+    )

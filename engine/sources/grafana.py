@@ -18,9 +18,8 @@ from engine.sources.alert import (
     Batch,
     IncomingAlert,
     check_labels,
-    fingerprint_of,
+    from_webhook_entry,
     kind_from_labels,
-    parse_time,
 )
 
 SOURCE = "grafana"
@@ -85,34 +84,9 @@ def _unified(body: Mapping[str, Any]) -> Batch:
 
 
 def _alert(entry: Any, where: str) -> IncomingAlert:
-    if not isinstance(entry, Mapping):
-        raise InputError(
-            f"{where}: expected an object", code="E521", location=Location(field=where)
-        )
-    status = entry.get("status")
-    if status not in ("firing", "resolved"):
-        raise InputError(
-            f"{where}.status: {status!r} is not firing or resolved",
-            code="E513",
-            location=Location(field=f"{where}.status"),
-        )
-    labels = check_labels(entry.get("labels"), f"{where}.labels")
-    annotations = check_labels(entry.get("annotations"), f"{where}.annotations")
-    name = labels.get("alertname", "unnamed")
-    return IncomingAlert(
-        source=SOURCE,
-        kind=kind_from_labels(labels, name),
-        name=name,
-        status=str(status),
-        fingerprint=str(entry.get("fingerprint") or fingerprint_of(SOURCE, labels)),
-        labels=labels,
-        annotations=annotations,
-        severity=labels.get("severity"),
-        summary=annotations.get("summary") or annotations.get("description"),
-        starts_at=parse_time(entry.get("startsAt"), f"{where}.startsAt"),
-        ends_at=parse_time(entry.get("endsAt"), f"{where}.endsAt"),
-        value=_first_value(entry.get("values")),
-        raw=dict(entry),
+    values = entry.get("values") if isinstance(entry, Mapping) else None
+    return from_webhook_entry(
+        entry, where, source=SOURCE, shape_code="E521", value=_first_value(values)
     )
 
 
