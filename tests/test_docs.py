@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_facts_page_matches_the_schema() -> None:
     assert (ROOT / "docs" / "facts.md").read_text() == page(), (
-        "docs/facts.md is stale: run `python -m engine.facts.vocabulary > docs/facts.md`"
+        "docs/facts.md is stale: "
+        "run `python -m engine.facts.vocabulary > docs/facts.md`"
     )
 
 

@@ -38,6 +38,10 @@ LEAKS = (
     re.compile(r"\bat [\w.<>$]+ \(.*?\)"),  # JavaScript stack frames
     re.compile(r"Traceback \(most recent call last\).*", re.S),
     re.compile(r"\b\w*(?:Error|Exception): .*"),
+    # Node's system error codes name the host's plumbing.
+    re.compile(
+        r"\bE(?:CONN\w+|TIMEDOUT|AI_AGAIN|NOTFOUND|NOSPC|NOENT|PIPE|ADDRINUSE|HOSTUNREACH|NETUNREACH)\b.*"
+    ),
 )
 
 
