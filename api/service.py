@@ -133,12 +133,18 @@ class Service:
         self._threads: list[threading.Thread] = []
 
     def _observer(self) -> SharedObserver:
-        documents = self.holder.current.source.documents
-        features = FeatureMap.from_document(documents.get("features") or {})
+        source = self.holder.current.source
+        features = FeatureMap.from_document(source.documents.get("features") or {})
+        thresholds = source.thresholds.values
+        # The collectors derive restart loops with the policy's own numbers.
         observer = HostObserver(
             self.settings,
             self.runtime,
             features=features,
+            restart_loop=int(thresholds.get("pm2.restart_loop", 5)),
+            restart_window_minutes=float(
+                thresholds.get("pm2.restart_window_minutes", 10)
+            ),
             deploy_sources=[self._stored_deploys],
         )
         return SharedObserver(observer, self.runtime.clock)
