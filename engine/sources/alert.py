@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +33,10 @@ KINDS = (
 MAX_LABELS = 128
 MAX_LABEL_NAME = 256
 MAX_LABEL_VALUE = 4096
+MAX_FINGERPRINT = 256
+MAX_DEPTH = 32
+MAX_NODES = 20_000
+EARLIEST_YEAR, LATEST_YEAR = 2000, 2200
 GO_ZERO_YEAR = 1
 
 
@@ -103,7 +108,88 @@ def parse_time(value: Any, where: str) -> datetime | None:
             code="E503",
             location=Location(field=where),
         )
-    return parsed.astimezone(UTC)
+    return in_range(parsed, where)
+
+
+def in_range(moment: datetime, where: str) -> datetime:
+    """``moment`` in UTC, refused outside the years this service handles."""
+    if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
+        raise InputError(
+            f"{where}: {moment.isoformat()} is outside {EARLIEST_YEAR} to "
+            f"{LATEST_YEAR}; send the time the alert really started",
+            code="E502",
+            location=Location(field=where),
+        )
+    return moment.astimezone(UTC)
+
+
+def check_text(value: Any, where: str, limit: int) -> str:
+    """A string that every database stores as sent, or an ``InputError``.
+
+    NUL characters and unpaired surrogates are refused: PostgreSQL cannot
+    store the first, and the second is not text at all.
+    """
+    if not isinstance(value, str):
+        raise InputError(
+            f"{where} must be a string (got {type(value).__name__})",
+            code="E504",
+            location=Location(field=where),
+        )
+    if len(value) > limit:
+        raise InputError(
+            f"{where} is {len(value)} characters long; the limit is {limit}: "
+            "shorten it",
+            code="E505",
+            location=Location(field=where),
+        )
+    if "\x00" in value or not _encodable(value):
+        raise InputError(
+            f"{where} holds a NUL character or an unpaired surrogate; send "
+            "valid UTF-8 text",
+            code="E506",
+            location=Location(field=where),
+        )
+    return value
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_document(value: Any, where: str) -> None:
+    """Raw JSON kept as sent: clean text, finite numbers, bounded shape."""
+    count = 0
+    stack: list[tuple[Any, str, int]] = [(value, where, 0)]
+    while stack:
+        node, path, depth = stack.pop()
+        count += 1
+        if count > MAX_NODES or depth > MAX_DEPTH:
+            raise InputError(
+                f"{where} is too large or too deeply nested (limits: {MAX_NODES} "
+                f"values, {MAX_DEPTH} levels); send less",
+                code="E505",
+                location=Location(field=where),
+            )
+        if isinstance(node, str):
+            check_text(node, path, 1 << 20)
+        elif isinstance(node, float) and not math.isfinite(node):
+            raise InputError(
+                f"{path} is {node}; numbers must be finite",
+                code="E507",
+                location=Location(field=path),
+            )
+        elif isinstance(node, Mapping):
+            for key, item in node.items():
+                check_text(key, f"{path} key", MAX_LABEL_NAME)
+                stack.append((item, f"{path}.{key}", depth + 1))
+        elif isinstance(node, list):
+            stack.extend(
+                (item, f"{path}[{i}]", depth + 1) for i, item in enumerate(node)
+            )
 
 
 def check_labels(labels: Any, where: str) -> dict[str, str]:
@@ -118,8 +204,7 @@ def check_labels(labels: Any, where: str) -> dict[str, str]:
         )
     if len(labels) > MAX_LABELS:
         raise InputError(
-            f"{where} has {len(labels)} entries; the limit is {MAX_LABELS}: "
-            "send fewer labels",
+            f"{where} has {len(labels)} entries; the limit is {MAX_LABELS}: send fewer",
             code="E505",
             location=Location(field=where),
         )
@@ -137,7 +222,7 @@ def _label_name(name: Any, where: str) -> str:
             code="E505",
             location=Location(field=where),
         )
-    return name
+    return check_text(name, f"{where} name", MAX_LABEL_NAME)
 
 
 def _label_value(value: Any, where: str) -> str:
@@ -147,15 +232,22 @@ def _label_value(value: Any, where: str) -> str:
             code="E504",
             location=Location(field=where),
         )
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InputError(
+            f"{where} is {value}; numbers must be finite",
+            code="E507",
+            location=Location(field=where),
+        )
     text = value if isinstance(value, str) else json.dumps(value)
     if len(text) > MAX_LABEL_VALUE:
+        hint = "move it to an annotation" if "labels" in where else "shorten it"
         raise InputError(
             f"{where} is {len(text)} characters long; the limit is "
-            f"{MAX_LABEL_VALUE}: shorten the value or move it to an annotation",
+            f"{MAX_LABEL_VALUE}: {hint}",
             code="E505",
             location=Location(field=where),
         )
-    return text
+    return check_text(text, where, MAX_LABEL_VALUE)
 
 
 def fingerprint_of(source: str, labels: Mapping[str, str]) -> str:
@@ -227,13 +319,20 @@ def from_webhook_entry(
         )
     labels = check_labels(entry.get("labels"), f"{where}.labels")
     annotations = check_labels(entry.get("annotations"), f"{where}.annotations")
+    check_document(entry, where)
     name = labels.get("alertname") or "unnamed"
+    given = entry.get("fingerprint")
+    fingerprint = (
+        check_text(given, f"{where}.fingerprint", MAX_FINGERPRINT)
+        if given
+        else fingerprint_of(source, labels)
+    )
     return IncomingAlert(
         source=source,
         kind=kind_from_labels(labels, name),
         name=name,
         status=str(status),
-        fingerprint=str(entry.get("fingerprint") or fingerprint_of(source, labels)),
+        fingerprint=fingerprint,
         labels=labels,
         annotations=annotations,
         severity=labels.get("severity"),

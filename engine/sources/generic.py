@@ -19,8 +19,11 @@ from engine.facts.vocabulary import validate
 from engine.sources.alert import (
     KINDS,
     IncomingAlert,
+    check_document,
     check_labels,
+    check_text,
     fingerprint_of,
+    in_range,
 )
 
 
@@ -39,7 +42,7 @@ class GenericAlertIn(BaseModel):
     labels: dict[str, Any] = Field(default_factory=dict)
     annotations: dict[str, Any] = Field(default_factory=dict)
     starts_at: datetime | None = None
-    value: float | None = None
+    value: float | None = Field(default=None, allow_inf_nan=False)
     snapshot: dict[str, Any] | None = Field(
         default=None, description="facts the source observed (see docs/facts.md)"
     )
@@ -68,12 +71,16 @@ def to_alert(
         )
     labels = check_labels(body.labels, "labels")
     annotations = check_labels(body.annotations, "annotations")
-    if body.starts_at is not None and body.starts_at.tzinfo is None:
-        raise InputError(
-            "starts_at has no time zone; add Z or an offset such as +00:00",
-            code="E503",
-            location=Location(field="starts_at"),
-        )
+    starts_at = None
+    if body.starts_at is not None:
+        if body.starts_at.tzinfo is None:
+            raise InputError(
+                "starts_at has no time zone; add Z or an offset such as +00:00",
+                code="E503",
+                location=Location(field="starts_at"),
+            )
+        starts_at = in_range(body.starts_at, "starts_at")
+    _check_texts(body)
     _check_snapshot(body.snapshot)
     name = body.name or labels.get("alertname") or body.kind
     return IncomingAlert(
@@ -87,7 +94,7 @@ def to_alert(
         annotations=annotations,
         severity=body.severity,
         summary=body.summary,
-        starts_at=body.starts_at,
+        starts_at=starts_at,
         value=body.value,
         snapshot=body.snapshot,
         raw=body.model_dump(mode="json", exclude_none=True),
@@ -96,6 +103,9 @@ def to_alert(
 
 def manual_alert(body: ManualReportIn) -> IncomingAlert:
     labels = check_labels(body.labels, "labels")
+    check_text(body.summary, "summary", 4096)
+    if body.reporter:
+        check_text(body.reporter, "reporter", 256)
     if body.reporter:
         labels = {**labels, "reporter": body.reporter}
     return IncomingAlert(
@@ -111,9 +121,20 @@ def manual_alert(body: ManualReportIn) -> IncomingAlert:
     )
 
 
+TEXT_FIELDS = ("source", "name", "severity", "summary", "fingerprint")
+
+
+def _check_texts(body: GenericAlertIn) -> None:
+    for name in TEXT_FIELDS:
+        value = getattr(body, name)
+        if value is not None:
+            check_text(value, name, 4096)
+
+
 def _check_snapshot(snapshot: dict[str, Any] | None) -> None:
     if not snapshot:
         return
+    check_document(snapshot, "snapshot")
     problems = validate({"snapshot": snapshot})
     if problems:
         first = problems[0]

@@ -10,6 +10,7 @@ message that must never become an incident: the unified test says
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,7 +18,9 @@ from engine.errors import InputError, Location
 from engine.sources.alert import (
     Batch,
     IncomingAlert,
+    check_document,
     check_labels,
+    check_text,
     from_webhook_entry,
     kind_from_labels,
 )
@@ -41,17 +44,20 @@ def parse(body: Mapping[str, Any]) -> Batch:
 
 
 def is_test(body: Mapping[str, Any]) -> bool:
-    """The contact-point "test" button, in either format."""
+    """The contact-point "test" button, in either format.
+
+    Unified alerting's test is one alert without labels in a ``TestAlert``
+    group; legacy alerting's has rule id 0. A real alert that merely lacks
+    labels is not a test.
+    """
     if "alerts" not in body:
         return (
             body.get("ruleId") == 0 and "test" in str(body.get("message", "")).lower()
         )
     alerts = body.get("alerts") or []
     unlabeled = all(isinstance(a, Mapping) and not a.get("labels") for a in alerts)
-    group = str(body.get("groupKey", ""))
-    return unlabeled and (
-        "TestAlert" in group or "test" in str(body.get("message", "")).lower()
-    )
+    markers = f"{body.get('groupKey', '')} {body.get('title', '')}"
+    return unlabeled and "TestAlert" in markers
 
 
 def _unified(body: Mapping[str, Any]) -> Batch:
@@ -91,46 +97,66 @@ def _alert(entry: Any, where: str) -> IncomingAlert:
 
 
 def _first_value(values: Any) -> float | None:
-    """Grafana's values map: the last expression (usually the condition's input)."""
+    """Grafana's values map: the first number that fits a float."""
     if not isinstance(values, Mapping):
         return None
-    numbers = [
-        v
-        for v in values.values()
-        if isinstance(v, int | float) and not isinstance(v, bool)
-    ]
-    return float(numbers[0]) if numbers else None
+    for value in values.values():
+        number = _finite(value)
+        if number is not None:
+            return number
+    return None
+
+
+def _finite(value: Any) -> float | None:
+    """A number as a float, or None when it is none or beyond a float."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _legacy(body: Mapping[str, Any]) -> Batch:
     if is_test(body):
         return Batch(alerts=(), is_test=True, envelope_status=str(body.get("state")))
-    state = str(body.get("state", ""))
+    state = body.get("state")
+    if not isinstance(state, str):
+        raise InputError(
+            "state: a legacy Grafana alert needs its state (alerting, ok, ...)",
+            code="E520",
+            location=Location(field="state"),
+        )
     status = LEGACY_STATES.get(state)
-    if status is None:
-        return Batch(
-            alerts=(), envelope_status=state
-        )  # paused / pending: nothing to do
-    name = str(body.get("ruleName") or "unnamed")
+    if status is None:  # paused, pending: nothing to do
+        return Batch(alerts=(), envelope_status=state)
+    check_document(body, "body")
+    name = check_text(body.get("ruleName") or "unnamed", "ruleName", 256)
     labels = check_labels(body.get("tags") or {}, "tags")
     matches = body.get("evalMatches") or []
     value = next(
         (
-            m.get("value")
+            _finite(m.get("value"))
             for m in matches
-            if isinstance(m, Mapping) and isinstance(m.get("value"), int | float)
+            if isinstance(m, Mapping) and _finite(m.get("value")) is not None
         ),
         None,
     )
+    rule_id = body.get("ruleId", name)
+    if not isinstance(rule_id, int | str) or isinstance(rule_id, bool):
+        raise InputError(
+            "ruleId: expected a number", code="E520", location=Location(field="ruleId")
+        )
     alert = IncomingAlert(
         source=SOURCE,
         kind=kind_from_labels(labels, name),
         name=name,
         status=status,
-        fingerprint=f"legacy-{body.get('ruleId', name)}",
+        fingerprint=f"legacy-{rule_id}",
         labels=labels,
         summary=str(body.get("message") or body.get("title") or "") or None,
-        value=float(value) if value is not None else None,
+        value=value,
         raw=dict(body),
     )
     return Batch(alerts=(alert,), envelope_status=state)

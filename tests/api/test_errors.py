@@ -7,6 +7,7 @@ accepts a good alert.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -150,6 +151,69 @@ CASES: list[tuple[str, str, Any, int, str, str, str]] = [
         "not a Grafana webhook body",
     ),
     (
+        "nul-in-name",
+        "/v1/alerts",
+        {**GOOD, "name": "Disk\u0000Full"},
+        422,
+        "E506",
+        "name",
+        "name holds a NUL character or an unpaired surrogate",
+    ),
+    (
+        "surrogate-in-label",
+        "/v1/alerts",
+        {**GOOD, "labels": {"k": "\ud800"}},
+        422,
+        "E506",
+        "labels.k",
+        "labels.k holds a NUL character or an unpaired surrogate",
+    ),
+    (
+        "nul-in-snapshot",
+        "/v1/alerts",
+        {**GOOD, "snapshot": {"extra": {"note": "a\u0000b"}}},
+        422,
+        "E506",
+        "snapshot.extra.note",
+        "snapshot.extra.note holds a NUL character",
+    ),
+    (
+        "time-out-of-range",
+        "/v1/alerts",
+        {**GOOD, "starts_at": "9999-12-31T23:59:59-14:00"},
+        422,
+        "E502",
+        "starts_at",
+        "is outside 2000 to 2200",
+    ),
+    (
+        "alertmanager-far-time",
+        "/v1/alerts/alertmanager",
+        am_alert(startsAt="9999-12-31T23:59:59-14:00"),
+        422,
+        "E502",
+        "alerts[0].startsAt",
+        "is outside 2000 to 2200",
+    ),
+    (
+        "alertmanager-long-fingerprint",
+        "/v1/alerts/alertmanager",
+        am_alert(fingerprint="f" * 5000),
+        422,
+        "E505",
+        "alerts[0].fingerprint",
+        "alerts[0].fingerprint is 5000 characters long; the limit is 256",
+    ),
+    (
+        "alertmanager-object-fingerprint",
+        "/v1/alerts/alertmanager",
+        am_alert(fingerprint={"x": 1}),
+        422,
+        "E504",
+        "alerts[0].fingerprint",
+        "alerts[0].fingerprint must be a string (got dict)",
+    ),
+    (
         "deploy-without-version",
         "/v1/deploys",
         {"app": "checkout"},
@@ -184,7 +248,12 @@ def test_bad_body_is_refused_with_the_field_and_nothing_is_stored(
     field: str,
     words: str,
 ) -> None:
-    answer = checked.post(path, body)
+    # As JSON text with \u escapes: a lone surrogate cannot be UTF-8 encoded.
+    answer = checked.client.post(
+        path,
+        content=json.dumps(body).encode(),
+        headers={**checked.auth(), "Content-Type": "application/json"},
+    )
 
     assert answer.status_code == status, answer.text
     error = answer.json()["error"]
@@ -239,3 +308,27 @@ def test_unknown_route_answers_the_error_shape(api: Api) -> None:
 
     assert answer.status_code == 404
     assert answer.json()["error"]["code"] == "E404"
+
+
+HOSTILE = {"nul-in-name", "surrogate-in-label", "nul-in-snapshot"}
+HOSTILE |= {"alertmanager-long-fingerprint", "alertmanager-far-time"}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "code"),
+    [pytest.param(c[1], c[2], c[4], id=c[0]) for c in CASES if c[0] in HOSTILE],
+)
+def test_text_no_database_stores_is_refused_before_it_reaches_one(
+    any_api: Api, path: str, body: Any, code: str
+) -> None:
+    any_api.key(role="admin")
+    before = any_api.rows()
+
+    answer = any_api.client.post(
+        path,
+        content=json.dumps(body).encode(),
+        headers={**any_api.auth(), "Content-Type": "application/json"},
+    )
+
+    assert (answer.status_code, answer.json()["error"]["code"]) == (422, code)
+    assert any_api.rows() == before

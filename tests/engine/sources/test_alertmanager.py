@@ -109,5 +109,5 @@ def test_oversized_label_is_refused_naming_the_limit() -> None:
 
     assert raised.value.message == (
         "alerts[0].labels.huge is 5000 characters long; the limit is 4096: "
-        "shorten the value or move it to an annotation"
+        "move it to an annotation"
     )
