@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from engine.actions.base import ActionRequest, Outcome
@@ -31,6 +31,7 @@ from engine.store import actions as action_rows
 from engine.store import jobs
 from engine.store.events import append_event, timeline
 from engine.store.incidents import get_incident, resolve_incident
+from engine.store.messages import MessageStatus
 from engine.store.models import (
     ActionStatus,
     Alert,
@@ -43,6 +44,7 @@ from engine.store.models import (
     IncidentStatus,
     LearningReview,
     Recommendation,
+    RecommendationStatus,
 )
 from engine.store.proposals import ProposalIn, add_proposal
 
@@ -105,6 +107,8 @@ def resolve(
             code="E721",
         )
     durations = _durations(current, now)
+    closed = _close_pending(session, org_id, incident_id, now)
+    current.stage = None  # a round still running stops at its next checkpoint
     resolve_incident(
         session,
         org_id,
@@ -112,7 +116,7 @@ def resolve(
         by=by,
         root_cause=root_cause,
         now=now,
-        data={"root_cause": root_cause, "category": category, **durations},
+        data={"root_cause": root_cause, "category": category, **durations, **closed},
     )
     jobs.enqueue(
         session,
@@ -124,6 +128,36 @@ def resolve(
         payload={"root_cause": root_cause, "category": category, "resolved_by": by},
     )
     return current
+
+
+def _close_pending(
+    session: Session, org_id: str, incident_id: str, now: datetime
+) -> dict[str, int]:
+    """Nothing is approved on a resolved incident: pending steps expire."""
+    recommendations = session.execute(
+        update(Recommendation)
+        .where(
+            Recommendation.org_id == org_id,
+            Recommendation.incident_id == incident_id,
+            Recommendation.status == RecommendationStatus.PENDING.value,
+        )
+        .values(status=RecommendationStatus.EXPIRED.value, decided_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    drafts = session.execute(
+        update(CustomerMessage)
+        .where(
+            CustomerMessage.org_id == org_id,
+            CustomerMessage.incident_id == incident_id,
+            CustomerMessage.status == MessageStatus.DRAFT.value,
+        )
+        .values(status=MessageStatus.EXPIRED.value, decided_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return {
+        "recommendations_expired": int(recommendations.rowcount),  # type: ignore[attr-defined]
+        "drafts_expired": int(drafts.rowcount),  # type: ignore[attr-defined]
+    }
 
 
 def _durations(incident: Incident, now: datetime) -> dict[str, float | None]:

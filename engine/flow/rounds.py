@@ -193,6 +193,43 @@ class Batch:
                 evaluated_at=self.now,
             )
 
+    def _still_open(
+        self, session: Session, items: Sequence[IncidentRound]
+    ) -> list[IncidentRound]:
+        ids = [item.incident_id for item in items]
+        if not ids:
+            return []
+        resolved = set(
+            session.scalars(
+                select(Incident.id)
+                .where(
+                    Incident.id.in_(ids),
+                    Incident.status == IncidentStatus.RESOLVED.value,
+                )
+                .with_for_update()
+            )
+        )
+        for item in items:
+            if item.incident_id in resolved:
+                self._stop(item)
+        return [item for item in items if item.incident_id not in resolved]
+
+    def _stop(self, item: IncidentRound) -> None:
+        self.rows.drop_incident(item.incident_id, keep=(IncidentAction,))
+        self.events = [
+            e
+            for e in self.events
+            if e.incident_id != item.incident_id or e.kind.startswith("action.")
+        ]
+        self.event(
+            item,
+            "flow.stopped",
+            item.stage,
+            "resolved by a human while the flow ran: the round stops here",
+        )
+        item.incident.stage = None
+        item.incident.status = IncidentStatus.RESOLVED.value
+
     def flush(self, session: Session) -> None:
         """Write what is collected so far, in the caller's transaction."""
         self.rows.write(session)
@@ -202,9 +239,15 @@ class Batch:
     def checkpoint(
         self, session: Session, done: str, items: Sequence[IncidentRound]
     ) -> None:
-        """Write everything and move ``items`` from ``done`` to the next stage."""
+        """Write everything and move ``items`` from ``done`` to the next stage.
+
+        An incident a human resolved meanwhile leaves the round here: what
+        the round would have written for it is dropped (actions that ran stay
+        recorded) and its status stays resolved.
+        """
         index = CHECKPOINTS.index(done)
         following = CHECKPOINTS[index + 1] if index + 1 < len(CHECKPOINTS) else None
+        items = self._still_open(session, items)
         for item in items:
             self.rows.change(Incident, item.incident_id, updated_at=self.now)
         self.rows.write(session)

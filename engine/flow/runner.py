@@ -38,6 +38,7 @@ from engine.store.events import EventIn, append_events
 from engine.store.models import (
     Incident,
     IncidentAction,
+    IncidentStatus,
     Job,
     Recommendation,
     RecommendationStatus,
@@ -332,7 +333,10 @@ class Worker:
             )
             if rec.status != wanted.value or not rec.action or not rec.target:
                 return
-            found = flow_state.load(session, session.get_one(Incident, rec.incident_id))
+            incident = session.get_one(Incident, rec.incident_id)
+            if incident.status == IncidentStatus.RESOLVED.value:
+                return  # resolved since the approval: nothing runs
+            found = flow_state.load(session, incident)
             rec_id, action, target, rule_id = (
                 rec.id,
                 rec.action,

@@ -61,6 +61,17 @@ class Rows:
         changed = self._changed[model].setdefault(row_id, {"id": row_id})
         changed.update({k: _plain(v) for k, v in values.items()})
 
+    def drop_incident(
+        self, incident_id: str, keep: tuple[type[Base], ...] = ()
+    ) -> None:
+        """Forget what this transaction would write for one incident."""
+        for model, rows in self._new.items():
+            if model not in keep:
+                rows[:] = [r for r in rows if r.get("incident_id") != incident_id]
+        for model, changed in self._changed.items():
+            if model not in keep:
+                changed.pop(incident_id, None)
+
     def write(self, session: Session) -> None:
         for model in (*ORDER, *(m for m in self._new if m not in ORDER)):
             rows = self._new.pop(model, [])

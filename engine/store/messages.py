@@ -30,6 +30,7 @@ class MessageStatus(StrEnum):
     DRAFT = "draft"
     APPROVED = "approved"
     REJECTED = "rejected"
+    EXPIRED = "expired"  # its incident was resolved first
 
 
 @dataclass(frozen=True, slots=True)

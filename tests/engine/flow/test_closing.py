@@ -6,7 +6,8 @@ import pytest
 from sqlalchemy import select
 
 from engine.errors import ConflictError
-from engine.flow.approvals import decide_on_proposal
+from engine.flow import rounds
+from engine.flow.approvals import decide_on_proposal, decide_on_recommendation
 from engine.flow.learning import resolve
 from engine.store.models import Proposal
 from tests.engine.flow.harness import Harness, Snapshots, kinds, rules_copy
@@ -283,3 +284,77 @@ def test_proposal_that_no_longer_fits_the_file_is_refused(
         in raised.value.message
     )
     assert "critical_percent: 97" in path.read_text()
+
+
+def test_a_round_still_running_never_undoes_a_resolution(
+    db, clock, ids, tmp_path
+) -> None:
+    h = Harness(
+        db,
+        clock,
+        ids,
+        rules_copy(tmp_path),
+        Snapshots(scenario("case-s06")["snapshot"]),
+    )
+    opened = h.post(name="DiskFull")
+    worker = h.worker
+    # The worker takes the incident to its snapshot checkpoint, then a human
+    # resolves it before the round goes on.
+    batch, claimed, failure = worker._claim_and_begin()
+    assert batch is not None and failure is None
+    worker._snapshot_phase(batch)
+    with db.sessions.begin() as session:
+        resolve(
+            session,
+            h.org_id,
+            opened.incident_id or "",
+            by="alice",
+            root_cause="fixed by hand",
+            category="ops",
+            ids=ids,
+            now=clock.now(),
+        )
+    worker._stabilize_phase(batch)
+    with db.sessions.begin() as session:
+        rounds.decide_rest(session, batch)
+    worker._settle(claimed)
+    h.drain()
+
+    view = h.view(opened.incident_id)
+    assert view.incident.status == "resolved"
+    assert view.incident.stage is None
+    assert view.briefs == () and view.messages == ()
+    assert "flow.stopped" in kinds(view)
+    assert all(r.status != "pending" for r in view.recommendations)
+
+
+def test_resolving_expires_what_waits_for_approval(db, clock, ids, tmp_path) -> None:
+    h = Harness(
+        db,
+        clock,
+        ids,
+        rules_copy(tmp_path),
+        Snapshots(scenario("case-s05")["snapshot"]),
+    )
+    opened = h.post(name="S3Down")
+    h.drain()
+    pending = [r for r in h.view(opened.incident_id).recommendations if r.action]
+    assert pending and all(r.status == "pending" for r in pending)
+
+    close(h, opened.incident_id, root_cause="provider outage", category="provider")
+
+    view = h.view(opened.incident_id)
+    assert {r.status for r in view.recommendations} == {"expired"}
+    assert {m.status for m in view.messages} == {"expired"}
+    with pytest.raises(ConflictError) as raised, db.sessions.begin() as session:
+        decide_on_recommendation(
+            session,
+            h.org_id,
+            pending[0].id,
+            approve=True,
+            actor="bob",
+            comment="",
+            ids=ids,
+            now=clock.now(),
+        )
+    assert raised.value.code == "E712"
