@@ -21,6 +21,7 @@ import yaml
 from engine.errors import Location, PolicyError, Problem
 
 PathKey = tuple[str | int, ...]
+MAX_VALUES = 100_000
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,19 @@ class _Builder:
         self.name = name
         self.marks: dict[PathKey, tuple[int, int]] = {}
         self.problems: list[Problem] = []
+        self.built = 0
 
     def build(self, node: yaml.Node, path: PathKey) -> Any:
+        self.built += 1
+        if self.built > MAX_VALUES:
+            # YAML aliases can expand a few hundred bytes into billions of
+            # values; no policy needs this many.
+            raise PolicyError(
+                f"{self.name} expands to more than {MAX_VALUES} values (through "
+                "YAML aliases?); write the rules out or split the file",
+                code="E106",
+                location=Location(self.name, 1, 1),
+            )
         self.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path)
