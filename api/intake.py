@@ -47,11 +47,13 @@ class Submission:
     future: Future[list[Accepted]] = field(default_factory=Future)
 
     def key_of(self, index: int) -> str | None:
-        """One idempotency key per alert: the header's, numbered in a batch."""
+        """One idempotency key per alert: the header's, numbered.
+
+        Always numbered, so a single alert's key can never be mistaken for
+        one alert of a webhook sent under a shorter key.
+        """
         if self.idempotency_key is None:
             return None
-        if len(self.alerts) == 1:
-            return self.idempotency_key
         return f"{self.idempotency_key}#{index}"
 
 
@@ -176,9 +178,7 @@ class IntakeBatcher:
         try:
             with self._sessions.begin() as session:
                 ids = self._runtime.ids
-                accepted = iter(
-                    accept_many(session, policy, entries, ids=ids, now=now)
-                )
+                accepted = iter(accept_many(session, policy, entries, ids=ids, now=now))
         except IncidentPolicyError:
             return self._commit_one_by_one(batch, policy, now)
         return [

@@ -27,6 +27,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from engine.errors import ConflictError, Location
 from engine.runtime import IdGenerator
 from engine.store.alerts import AlertIn
 from engine.store.bulk import Rows
@@ -90,7 +91,7 @@ def _one(session: Session, row: IntakeRow, ids: IdGenerator) -> Stored:
 def _store(
     session: Session, rows: Sequence[IntakeRow], ids: IdGenerator, now: datetime
 ) -> list[Stored]:
-    seen = _seen_keys(session, rows)
+    seen, sent = _seen_keys(session, rows)
     open_ = _open_incidents(session, rows)
     writes = Rows()
     events: list[EventIn] = []
@@ -100,6 +101,7 @@ def _store(
     for row in rows:
         key = (row.org_id, row.alert.idempotency_key or "")
         if row.alert.idempotency_key and key in seen:
+            _same_alert(row, sent[key])
             results.append(seen[key])
             continue
         stored = _place(row, open_, created, writes, ids, now)
@@ -112,6 +114,7 @@ def _store(
             seen[key] = Stored(
                 "replayed", stored.incident_id, alert_id, stored.severity
             )
+            sent[key] = (row.alert.fingerprint, row.alert.status)
         if stored.status == "folded":
             folded[stored.incident_id or ""].append(alert_id)
         results.append(stored)
@@ -133,21 +136,42 @@ def _by_org(pairs: set[tuple[str, str]]) -> dict[str, list[str]]:
 
 def _seen_keys(
     session: Session, rows: Sequence[IntakeRow]
-) -> dict[tuple[str, str], Stored]:
+) -> tuple[dict[tuple[str, str], Stored], dict[tuple[str, str], tuple[str, str]]]:
+    """Alerts stored before under these idempotency keys, and what they were."""
     wanted = {
         (r.org_id, r.alert.idempotency_key) for r in rows if r.alert.idempotency_key
     }
     found: dict[tuple[str, str], Stored] = {}
+    sent: dict[tuple[str, str], tuple[str, str]] = {}
     # One plain IN per organization: both databases use the unique index.
     for org_id, keys in _by_org(wanted).items():
         hits = session.execute(
             select(
-                Alert.idempotency_key, Alert.id, Alert.incident_id, Alert.severity
+                Alert.idempotency_key,
+                Alert.id,
+                Alert.incident_id,
+                Alert.severity,
+                Alert.fingerprint,
+                Alert.status,
             ).where(Alert.org_id == org_id, Alert.idempotency_key.in_(keys))
         )
-        for key, alert, incident, severity in hits:
+        for key, alert, incident, severity, fingerprint, status in hits:
             found[(org_id, key or "")] = Stored("replayed", incident, alert, severity)
-    return found
+            sent[(org_id, key or "")] = (fingerprint, status)
+    return found, sent
+
+
+def _same_alert(row: IntakeRow, first: tuple[str, str]) -> None:
+    """A retry must be the same alert: a reused key for another is refused."""
+    if (row.alert.fingerprint, row.alert.status) == first:
+        return
+    raise ConflictError(
+        f"the Idempotency-Key {row.alert.idempotency_key!r} was already used for "
+        f"another alert (fingerprint {first[0]!r}, {first[1]}): send a new key "
+        "for a new alert",
+        code="E715",
+        location=Location(field="Idempotency-Key"),
+    )
 
 
 @dataclass(slots=True)

@@ -265,6 +265,39 @@ def test_an_idempotency_key_covers_every_alert_of_a_group(api: Api) -> None:
     assert api.rows()["tms_alerts"] == 5
 
 
+def test_an_idempotency_key_reused_for_another_alert_is_refused(api: Api) -> None:
+    headers = {**api.auth(role="source"), "Idempotency-Key": "k"}
+    first = api.client.post(
+        "/v1/alerts", json=generic(fingerprint="a"), headers=headers
+    )
+    before = api.rows()
+
+    other = api.client.post(
+        "/v1/alerts", json=generic(fingerprint="b"), headers=headers
+    )
+
+    assert first.status_code == 202
+    assert other.status_code == 409
+    error = other.json()["error"]
+    assert error["code"] == "E715"
+    assert error["message"].startswith(
+        "the Idempotency-Key 'k#0' was already used for another alert (fingerprint 'a'"
+    )
+    assert api.rows() == before
+
+
+def test_a_single_alert_key_never_replays_an_alert_of_a_group(api: Api) -> None:
+    body = load_json("alertmanager/am025_grouped_12_alerts_max5_truncated7_firing.json")
+    single = {**api.auth(role="source"), "Idempotency-Key": "col#0"}
+    api.client.post("/v1/alerts", json=generic(fingerprint="x"), headers=single)
+
+    group = {**api.auth(role="source"), "Idempotency-Key": "col"}
+    answer = api.client.post(AM, json=body, headers=group)
+
+    assert answer.status_code == 202
+    assert "replayed" not in [a["status"] for a in answer.json()["accepted"]]
+
+
 def test_deploys_are_recorded_and_listed(api: Api) -> None:
     posted = api.post(
         "/v1/deploys",
