@@ -126,6 +126,7 @@ class PolicyHolder:
             attempted = self._clock.now()
             try:
                 source = self._load(self.directory)
+                self._refuse_vanished(source)
                 policy = self._compile(source)
             except IncidentPolicyError as exc:
                 return self._failed(attempted, tuple(exc.problems))
@@ -133,6 +134,26 @@ class PolicyHolder:
                 log.exception("policy.reload_crashed")
                 return self._failed(attempted, (_unexpected(exc, self.directory),))
             return self._installed(attempted, policy, source)
+
+    def _refuse_vanished(self, source: PolicySource) -> None:
+        """A rule file the running policy has must not silently disappear.
+
+        Editors and ``git checkout`` remove and rewrite files; a reload in
+        between would run a stage on built-in defaults. Restart the service
+        to run without a file on purpose.
+        """
+        if self._policy is None:
+            return
+        gone = sorted(set(self._policy.source.files) - set(source.files))
+        if gone:
+            names = ", ".join(self._policy.source.files[stem].name for stem in gone)
+            raise PolicyError(
+                f"{names} disappeared from {self.directory}; the running policy "
+                "stays: put the file back (or restart the service to run "
+                "without it)",
+                code="E107",
+                location=Location(names),
+            )
 
     def _failed(
         self, attempted: datetime, problems: tuple[Problem, ...]

@@ -145,3 +145,19 @@ def test_status_as_dict_carries_problem_locations(directory: Path) -> None:
     assert shown["ok"] is False and shown["loaded_at"] == START.isoformat()
     wanted = {"code": "E202", "file": "classify.yaml", "line": 3}.items()
     assert any(wanted <= problem.items() for problem in shown["problems"])
+
+
+def test_a_rule_file_that_disappears_keeps_the_running_policy(directory: Path) -> None:
+    holder = PolicyHolder(directory, clock=FixedClock(START))
+    good = holder.reload()
+    (directory / "classify.yaml").rename(directory / "classify.yaml.bak")
+
+    status = holder.reload()
+
+    assert not status.ok
+    assert holder.current.version == good.version
+    (problem,) = status.problems
+    assert problem.code == "E107"
+    assert problem.message.startswith(
+        f"classify.yaml disappeared from {directory}; the running policy stays"
+    )
