@@ -51,3 +51,14 @@ SNAPSHOT_SECONDS = Histogram(
     "Time to take one host snapshot.",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
 )
+
+
+KNOWN_SOURCES = frozenset(
+    {"api", "alertmanager", "grafana", "manual", "watcher", "replay", "scenario"}
+)
+
+
+def source_label(source: str) -> str:
+    """A metric label for an alert source: senders choose the field, so any
+    name outside the known ones is counted as ``other`` (bounded series)."""
+    return source if source in KNOWN_SOURCES else "other"

@@ -28,7 +28,7 @@ from engine.sources.generic import (
     manual_alert,
     to_alert,
 )
-from engine.telemetry import ALERTS_REJECTED
+from engine.telemetry import ALERTS_REJECTED, source_label
 
 router = APIRouter(prefix="/v1", tags=["intake"])
 
@@ -118,7 +118,7 @@ def _parsed(source: str, parse: Any) -> Any:
     try:
         return parse()
     except IncidentPolicyError as exc:
-        ALERTS_REJECTED.labels(source, exc.code).inc()
+        ALERTS_REJECTED.labels(source_label(source), exc.code).inc()
         raise
 
 
@@ -143,7 +143,7 @@ async def accept_alerts(
     try:
         accepted = await asyncio.wrap_future(future)
     except IncidentPolicyError as exc:
-        ALERTS_REJECTED.labels(alerts[0].source, exc.code).inc()
+        ALERTS_REJECTED.labels(source_label(alerts[0].source), exc.code).inc()
         raise
     touched = dict.fromkeys(a.incident_id for a in accepted if a.incident_id)
     return IntakeOut(

@@ -14,7 +14,10 @@ from fastapi import APIRouter, Query
 from api.deps import Reader, ReviewerCaller, ServicesDep, SourceCaller
 from api.schemas import DeployIn, DeployOut
 from engine.errors import InputError, Location
+from engine.sources.alert import in_range
 from engine.store import deploys
+
+FUTURE_SLACK = timedelta(minutes=5)
 
 router = APIRouter(prefix="/v1", tags=["deploys"])
 
@@ -31,6 +34,17 @@ def post_deploy(
             code="E503",
             location=Location(field="at"),
         )
+    if body.at is not None:
+        in_range(body.at, "at")
+        if body.at > now + FUTURE_SLACK:
+            # A deploy "in the future" would look recent to the bad-deploy
+            # rules until that date.
+            raise InputError(
+                f"at: {body.at.isoformat()} is in the future; send the time the "
+                "deploy happened (clocks may differ by up to 5 minutes)",
+                code="E508",
+                location=Location(field="at"),
+            )
     record = deploys.DeployIn(
         app=body.app,
         version=body.version,

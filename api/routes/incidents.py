@@ -167,6 +167,7 @@ def replay_incident(
     policy = services.policy.current
     if body.rules_dir is not None:
         _require_admin(caller)
+        services.require_operator(caller, "replaying against a directory on the server")
         policy = services.compile(load(Path(body.rules_dir)))
     now = services.runtime.clock.now()
     return replay(session, policy, caller.org_id, incident_id, now)

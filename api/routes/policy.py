@@ -67,6 +67,8 @@ def validate_policy(
             location=Location(field="directory"),
         )
     if body.directory is not None:
+        # A path on the server: only the operator may make the service read it.
+        services.require_operator(caller, "validating a directory on the server")
         return _report(checker.check(Path(body.directory), compile=services.compile))
     with tempfile.TemporaryDirectory(prefix="ip-validate-") as folder:
         # The uploaded files replace theirs in a copy of the running rules.

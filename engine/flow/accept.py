@@ -25,7 +25,7 @@ from engine.runtime import IdGenerator
 from engine.sources.alert import IncomingAlert
 from engine.store.alerts import AlertIn
 from engine.store.intake import IntakeRow, store_alerts
-from engine.telemetry import ALERTS_RECEIVED
+from engine.telemetry import ALERTS_RECEIVED, source_label
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def accept_many(
             continue
         stored_result, row = next(results), next(keys)
         if stored_result.status not in ("replayed", "unmatched"):
-            ALERTS_RECEIVED.labels(row.alert.source).inc()
+            ALERTS_RECEIVED.labels(source_label(row.alert.source)).inc()
         accepted.append(
             Accepted(
                 stored_result.status,

@@ -298,6 +298,30 @@ def test_a_single_alert_key_never_replays_an_alert_of_a_group(api: Api) -> None:
     assert "replayed" not in [a["status"] for a in answer.json()["accepted"]]
 
 
+def test_a_deploy_in_the_future_is_refused(api: Api) -> None:
+    answer = api.post(
+        "/v1/deploys",
+        {"app": "checkout", "version": "9", "at": "2999-01-01T00:00:00Z"},
+        role="source",
+    )
+
+    assert answer.status_code == 422
+    assert answer.json()["error"]["code"] in ("E502", "E508")
+    assert api.rows()["tms_deploys"] == 0
+
+
+def test_rejections_are_counted_under_a_bounded_source_label(api: Api) -> None:
+    for n in range(3):
+        api.post("/v1/alerts", {"kind": "nope", "source": f"src-{n}"}, role="source")
+
+    metrics = api.client.get("/metrics").text
+
+    assert "src-1" not in metrics
+    assert (
+        'incident_policy_alerts_rejected_total{code="E530",source="other"}' in metrics
+    )
+
+
 def test_deploys_are_recorded_and_listed(api: Api) -> None:
     posted = api.post(
         "/v1/deploys",

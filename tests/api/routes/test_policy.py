@@ -32,6 +32,13 @@ def test_a_tenant_admin_cannot_reload_the_shared_policy(api: Api) -> None:
     assert answer.status_code == 403
 
 
+def test_a_tenant_admin_cannot_make_the_service_read_a_server_path(api: Api) -> None:
+    answer = api.post("/v1/policy/validate", {"directory": "/etc"}, org="acme")
+
+    assert answer.status_code == 403
+    assert "validating a directory on the server" in answer.json()["error"]["message"]
+
+
 def test_validate_uploaded_files_names_each_problem(api: Api) -> None:
     broken = {
         "classify.yaml": (
@@ -51,7 +58,9 @@ def test_validate_uploaded_files_names_each_problem(api: Api) -> None:
 
 
 def test_validate_the_shipped_rules_directory_on_the_server(api: Api) -> None:
-    answer = api.post("/v1/policy/validate", {"directory": str(api.rules_dir)})
+    answer = api.post(
+        "/v1/policy/validate", {"directory": str(api.rules_dir)}, org="default"
+    )
 
     assert answer.json()["ok"] is True
 
