@@ -188,7 +188,10 @@ def test_replay_against_the_running_policy_finds_no_difference(api: Api) -> None
 
 
 def test_replay_against_a_candidate_policy_shows_what_would_change(api: Api) -> None:
-    incident_id = open_incident(api)
+    # A rules directory on the server is the operator organization's business.
+    body = {"kind": "threshold_exceeded", "name": "DiskFull"}
+    posted = api.post("/v1/alerts", body, org="default", role="source")
+    incident_id = str(posted.json()["incident_ids"][0])
     api.drain()
     candidate = api.rules_dir.parent / "candidate"
     candidate.mkdir()
@@ -202,10 +205,13 @@ def test_replay_against_a_candidate_policy_shows_what_would_change(api: Api) -> 
     refused = api.post(
         f"/v1/incidents/{incident_id}/replay",
         {"rules_dir": str(candidate)},
+        org="default",
         role="reviewer",
     )
     answer = api.post(
-        f"/v1/incidents/{incident_id}/replay", {"rules_dir": str(candidate)}
+        f"/v1/incidents/{incident_id}/replay",
+        {"rules_dir": str(candidate)},
+        org="default",
     )
 
     assert refused.status_code == 403
