@@ -41,7 +41,7 @@ def test_crash_loop_after_a_deploy_is_a_bad_deploy_rolled_back_not_restarted(
     brief = view.briefs[-1].content
     assert brief["recommendation"].startswith(f"Roll back {app} to 1.9.3")
 
-    again = host.tick("watch-restart-loop")  # still looping: the same incident
-    assert [(a.status, a.incident_id) for a in again] == [
-        ("folded", raised.incident_id)
-    ]
+    # Still looping: the watcher does not repeat itself before its interval,
+    # and the incident stays the one open incident.
+    assert host.tick("watch-restart-loop") == []
+    assert host.view(raised.incident_id).incident.alert_count == 1
