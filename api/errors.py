@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DatabaseError, OperationalError
 from starlette.exceptions import HTTPException
 
 from engine.errors import (
@@ -104,6 +105,21 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _database(request: Request, exc: Exception) -> JSONResponse:
+    log.error(
+        "api.database_error",
+        extra={"path": request.url.path, "error": type(exc).__name__},
+    )
+    return JSONResponse(
+        body(
+            "E700",
+            "the database refused the request (read-only, full or gone); nothing "
+            "was changed: fix the database and retry",
+        ),
+        status_code=503,
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("api.unexpected_error", extra={"path": request.url.path}, exc_info=exc)
     return JSONResponse(
@@ -116,4 +132,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(IncidentPolicyError, _ours)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(HTTPException, _http)
+    app.add_exception_handler(OperationalError, _database)
+    app.add_exception_handler(DatabaseError, _database)
     app.add_exception_handler(Exception, _unexpected)

@@ -66,7 +66,9 @@ class IntakeBatcher:
         *,
         on_commit: Callable[[], None] = lambda: None,
         max_batch: int = MAX_BATCH,
+        before_commit: Callable[[], None] = lambda: None,
     ) -> None:
+        self._before_commit = before_commit
         self._sessions = sessions
         self._policy = policy
         self._runtime = runtime
@@ -175,6 +177,7 @@ class IntakeBatcher:
             for submission in batch
             for index, alert in enumerate(submission.alerts)
         ]
+        self._before_commit()  # e.g. the SQLite file is still the one opened
         try:
             with self._sessions.begin() as session:
                 ids = self._runtime.ids

@@ -120,7 +120,11 @@ class Service:
             policy=self.holder,
             runtime=self.runtime,
             intake=IntakeBatcher(
-                self.database.sessions, self.policy, self.runtime, on_commit=wake.set
+                self.database.sessions,
+                self.policy,
+                self.runtime,
+                on_commit=wake.set,
+                before_commit=self.database.ensure_same_file,
             ),
             wake=wake,
             reload=self.holder.reload,

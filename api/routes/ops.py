@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from api.deps import ServicesDep
 from api.metrics import exposition
 from api.schemas import HealthOut, ReadyOut
+from engine.errors import StoreError
 
 router = APIRouter(tags=["operations"])
 
@@ -28,8 +29,11 @@ def readyz(services: ServicesDep) -> ReadyOut:
     try:
         with services.database.readers() as session:
             session.execute(text("SELECT 1"))
+        services.database.check_writable()
     except SQLAlchemyError as exc:
         checks["database"] = f"unreachable: {type(exc).__name__}"
+    except StoreError as exc:
+        checks["database"] = exc.message
     if not services.intake.running:
         checks["intake"] = "not running"
     if not services.policy.status.ok:

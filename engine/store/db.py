@@ -15,6 +15,7 @@ database that is unreachable or not at the code's revision.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.errors import StoreError
@@ -64,9 +65,45 @@ class Database:
     engine: Engine
     sessions: sessionmaker[Session]
     readers: sessionmaker[Session]
+    file_identity: tuple[int, int] | None = None  # SQLite: (device, inode)
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    def ensure_same_file(self) -> None:
+        """Refuse to go on when the SQLite file was removed or replaced.
+
+        SQLite keeps writing to a deleted file it has open: every commit
+        would succeed and be lost at the next start.
+        """
+        if self.file_identity is None:
+            return
+        path = self.url.database or ""
+        if _identity(path) != self.file_identity:
+            raise StoreError(
+                f"the database file {path} was removed or replaced while the "
+                "service ran: nothing more is accepted; restore the file or "
+                "restart the service",
+                code=UNREACHABLE,
+            )
+
+    def check_writable(self) -> None:
+        """The database still takes writes (for readiness)."""
+        self.ensure_same_file()
+        if self.engine.dialect.name != "sqlite":
+            return
+        try:
+            # An empty write transaction: the engine begins it IMMEDIATE, so
+            # it takes the write lock a read-only database cannot give.
+            with self.engine.begin():
+                pass
+        except SQLAlchemyError as exc:
+            raise StoreError(
+                f"the database {self.url.database} refuses writes "
+                f"({exc.__class__.__name__}); check the file's permissions and "
+                "the free disk space",
+                code=UNREACHABLE,
+            ) from exc
 
 
 def open_database(url: str, *, check: bool = True) -> Database:
@@ -78,12 +115,22 @@ def open_database(url: str, *, check: bool = True) -> Database:
         except StoreError:
             engine.dispose()
             raise
+    path = engine.url.database if engine.dialect.name == "sqlite" else None
     return Database(
         url=engine.url,
         engine=engine,
         sessions=sessionmaker(engine, expire_on_commit=False),
         readers=sessionmaker(_reader(engine), expire_on_commit=False),
+        file_identity=_identity(path) if path and path != ":memory:" else None,
     )
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return (found.st_dev, found.st_ino)
 
 
 def _reader(engine: Engine) -> Engine:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.api.conftest import Api
@@ -79,3 +81,24 @@ def test_metrics_report_a_failed_reload(api: Api) -> None:
 
     assert value(found, "incident_policy_policy_last_reload_ok") == 0
     assert found["incident_policy_policy_info"][0][0]["ok"] == "false"
+
+
+def test_a_deleted_database_file_makes_the_service_unready_and_refuse_alerts(
+    api: Api,
+) -> None:
+    key = api.auth(role="source")
+    path = api.service.database.url.database
+    assert path
+    for leftover in (path, f"{path}-wal", f"{path}-shm"):
+        if os.path.exists(leftover):
+            os.unlink(leftover)
+
+    ready = api.client.get("/readyz")
+    posted = api.client.post(
+        "/v1/alerts", json={"kind": "manual", "name": "x"}, headers=key
+    )
+
+    assert ready.status_code == 503
+    assert "was removed or replaced" in ready.json()["checks"]["database"]
+    assert posted.status_code == 503
+    assert posted.json()["error"]["code"] == "E701"
