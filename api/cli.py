@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ import click
 from pydantic import ValidationError
 
 from api import logs
-from engine.errors import IncidentPolicyError
+from engine.errors import IncidentPolicyError, InputError, Location
 from engine.policy import checker, explain, ruletests
 from engine.policy.compiler import compile_policy
 from engine.policy.loader import load
@@ -175,6 +176,7 @@ def serve(settings: Settings) -> None:
     from api.app import create_app
     from api.service import Service
 
+    _port_free(settings.host, settings.port)
     service = Service(settings, compile=COMPILE)
     admin = service.ensure_admin_key()
     app = create_app(settings, services=service.services)
@@ -202,6 +204,22 @@ def serve(settings: Settings) -> None:
         )
     finally:
         service.stop()
+
+
+def _port_free(host: str, port: int) -> None:
+    """Fail before announcing anything when the address is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise InputError(
+                f"cannot listen on {host}:{port} ({exc.strerror}): stop what uses "
+                "it, or pass --port (INCIDENT_POLICY_PORT)",
+                code="E509",
+                location=Location(field="port"),
+            ) from exc
 
 
 def _absorb_stop_signals() -> None:
@@ -363,8 +381,21 @@ def _database(
     database_url: str | None, data_dir: Path | None
 ) -> Iterator[tuple[Database, Runtime]]:
     settings = _settings(database_url=database_url, data_dir=data_dir)
+    url = settings.resolved_database_url
+    if (
+        url.startswith("sqlite:///")
+        and not Path(url.removeprefix("sqlite:///")).exists()
+    ):
+        # Opening would create an empty database beside the real one.
+        click.echo(
+            f"no database at {url.removeprefix('sqlite:///')}: run this where the "
+            "service runs or pass --data-dir (or --database-url) pointing at its "
+            "database; `incident-policy db upgrade` creates a new one",
+            err=True,
+        )
+        sys.exit(1)
     try:
-        database = open_database(settings.resolved_database_url)
+        database = open_database(url)
     except IncidentPolicyError as exc:
         click.echo(exc.render(), err=True)
         sys.exit(1)

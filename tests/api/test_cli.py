@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -60,3 +61,29 @@ def test_keys_create_for_an_unknown_organization_says_how_to_make_it(
 
     assert status == 2
     assert "incident-policy orgs create nope" in output
+
+
+def test_key_commands_never_create_a_database_elsewhere(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["keys", "list", "--org", "default", "--data-dir", str(tmp_path / "var")]
+    )
+
+    assert result.exit_code == 1
+    assert "no database at" in result.output
+    assert not (tmp_path / "var").exists()
+
+
+def test_serve_on_a_taken_port_says_so_before_anything_else(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(
+            main,
+            ["serve", "--port", str(port), "--no-watch", "--data-dir", str(tmp_path)],
+        )
+
+    assert result.exit_code == 1
+    assert f"E509: cannot listen on 127.0.0.1:{port}" in result.output
+    assert "listening on" not in result.output
+    assert "admin key" not in result.output
