@@ -83,9 +83,29 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{where}: {error.get('msg', 'invalid value')}"
 
 
+def _whole_body_refused(request: Request, errors: Sequence[Any]) -> JSONResponse | None:
+    """A body FastAPI could not read as JSON at all: say why in one sentence."""
+    if len(errors) != 1 or tuple(errors[0].get("loc", ())) != ("body",):
+        return None
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media and media != "application/json" and not media.endswith("+json"):
+        message = (
+            f"the body is sent as {media!r}; this route reads JSON: send it with "
+            f"Content-Type: application/json"
+        )
+        return JSONResponse(body("E415", message), status_code=415)
+    if errors[0].get("type") == "missing":
+        message = "the request has no body; send a JSON object"
+        return JSONResponse(body("E520", message, "body"), status_code=422)
+    return None
+
+
 async def _validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
+    refused = _whole_body_refused(request, errors)
+    if refused is not None:
+        return refused
     first = errors[0] if errors else {}
     problems = [
         {"code": "E520", "field": _field(e.get("loc", ())), "message": _describe(e)}
@@ -95,11 +115,23 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(content, status_code=422)
 
 
+def _http_message(request: Request, exc: HTTPException) -> str:
+    """Starlette's own 404 and 405 say only "Not Found": name the route."""
+    route = f"{request.method} {request.url.path}"
+    if exc.status_code == 404 and exc.detail == "Not Found":
+        return f"no such route: {route}; the routes are listed at /docs"
+    if exc.status_code == 405 and exc.detail == "Method Not Allowed":
+        allowed = (getattr(exc, "headers", None) or {}).get("Allow", "")
+        hint = f"; this path answers {allowed}" if allowed else ""
+        return f"{route} is not allowed{hint}"
+    return str(exc.detail)
+
+
 async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     code = f"E{exc.status_code}"
     return JSONResponse(
-        body(code, str(exc.detail)),
+        body(code, _http_message(request, exc)),
         status_code=exc.status_code,
         headers=getattr(exc, "headers", None),
     )

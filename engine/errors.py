@@ -115,7 +115,7 @@ class EngineLimitError(PolicyError):
 
 
 class FactsError(IncidentPolicyError):
-    default_code = "E400"
+    default_code = "E410"
 
 
 class InputError(IncidentPolicyError):

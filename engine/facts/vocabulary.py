@@ -132,7 +132,7 @@ def validate(document: Mapping[str, Any], *, file: str = "") -> list[Problem]:
         where = ".".join(str(p) for p in error.absolute_path) or "(document)"
         problems.append(
             Problem(
-                "E401",
+                "E411",
                 f"facts at {where}: {error.message}; see the facts "
                 "vocabulary in docs/facts.md for the expected shape",
                 Location(file=file, field=where),

@@ -96,13 +96,13 @@ def read_facts(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise FactsError(
             f"cannot read {name}: {exc}; give a JSON (or YAML) facts document",
-            code="E402",
+            code="E412",
             location=Location(name),
         ) from exc
     if not isinstance(document, dict):
         raise FactsError(
             f"{name} must hold a JSON object (alert, snapshot, incident...)",
-            code="E402",
+            code="E412",
             location=Location(name),
         )
     facts = scenario_facts(document, name=name) if is_scenario(document) else document

@@ -423,7 +423,7 @@ def _checked(
             tuple(problem.location.field.split(".")) if problem.location.field else ()
         )
         location = positions.at((*at, *_keys(parts)), name, problem.location.field)
-        problems.append(Problem("E401", problem.message, location))
+        problems.append(Problem("E411", problem.message, location))
     return (None if problems else facts), problems
 
 

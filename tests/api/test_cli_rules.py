@@ -148,7 +148,7 @@ def test_explain_refuses_facts_outside_the_vocabulary(tmp_path: Path) -> None:
     status, output = run("explain", str(path), "--rules", str(SHIPPED))
 
     assert status == 1
-    assert f"{path}: -: E401: facts at snapshot.disk: Additional properties" in output
+    assert f"{path}: -: E411: facts at snapshot.disk: Additional properties" in output
 
 
 def test_explain_reports_a_rules_directory_that_does_not_load(tmp_path: Path) -> None:

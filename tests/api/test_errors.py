@@ -274,6 +274,49 @@ def test_malformed_json_names_the_problem(checked: Api) -> None:
     assert error["message"].startswith("body is not valid JSON")
 
 
+def test_a_body_that_is_not_sent_as_json_is_refused_with_415(checked: Api) -> None:
+    answer = checked.client.post(
+        "/v1/alerts",
+        content=b"kind=threshold_exceeded",
+        headers={**checked.auth(), "Content-Type": "application/x-www-form-urlencoded"},
+    )
+
+    assert answer.status_code == 415
+    error = answer.json()["error"]
+    assert error["code"] == "E415"
+    assert "'application/x-www-form-urlencoded'" in error["message"]
+    assert "Content-Type: application/json" in error["message"]
+
+
+def test_an_empty_body_says_so(checked: Api) -> None:
+    answer = checked.client.post(
+        "/v1/alerts",
+        content=b"",
+        headers={**checked.auth(), "Content-Type": "application/json"},
+    )
+
+    assert answer.status_code == 422
+    error = answer.json()["error"]
+    assert (error["code"], error["field"]) == ("E520", "body")
+    assert error["message"] == "the request has no body; send a JSON object"
+
+
+def test_an_unknown_route_and_a_wrong_method_are_named(checked: Api) -> None:
+    missing = checked.client.get("/v1/nothing", headers=checked.auth())
+    wrong = checked.client.put("/v1/alerts", content=b"{}", headers=checked.auth())
+
+    assert missing.status_code == 404
+    assert missing.json()["error"] == {
+        "code": "E404",
+        "message": "no such route: GET /v1/nothing; the routes are listed at /docs",
+    }
+    assert wrong.status_code == 405
+    assert wrong.json()["error"] == {
+        "code": "E405",
+        "message": "PUT /v1/alerts is not allowed; this path answers POST",
+    }
+
+
 def test_oversized_body_is_refused_with_413_naming_the_limit(checked: Api) -> None:
     body = {**GOOD, "summary": "x" * 4000, "annotations": {}}
     body["annotations"] = {f"a{i}": "y" * 4000 for i in range(20)}

@@ -205,7 +205,7 @@ def test_read_facts_refuses_facts_outside_the_vocabulary(tmp_path: Path) -> None
         read_facts(path)
 
     assert raised.value.render() == (
-        f"{path}: -: E401: facts at snapshot.memory.percent: 'high' is not of type "
+        f"{path}: -: E411: facts at snapshot.memory.percent: 'high' is not of type "
         "'number', 'null'; see the facts vocabulary in docs/facts.md for the "
         "expected shape"
     )
@@ -218,7 +218,7 @@ def test_read_facts_refuses_a_document_that_is_not_an_object(tmp_path: Path) -> 
     with pytest.raises(FactsError) as raised:
         read_facts(path)
 
-    assert raised.value.code == "E402"
+    assert raised.value.code == "E412"
     assert raised.value.message == (
         f"{path} must hold a JSON object (alert, snapshot, incident...)"
     )

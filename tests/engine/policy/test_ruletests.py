@@ -189,7 +189,7 @@ tests:
     assert report.exit_status == 1
     assert report.results == ()
     assert [p.render() for p in report.problems] == [
-        f"{directory}/tests/cases.yaml:4:24: a typo in a fact: E401: facts at "
+        f"{directory}/tests/cases.yaml:4:24: a typo in a fact: E411: facts at "
         "snapshot.disk: Additional properties are not allowed ('max_percnt' was "
         "unexpected); see the facts vocabulary in docs/facts.md for the expected shape"
     ]
@@ -231,7 +231,7 @@ tests:
 
     assert [r.name for r in report.results if r.passed] == ["from a facts file"]
     assert [p.render() for p in report.problems] == [
-        f"{folder}/typo.yaml:2:21: from a facts file with a wrong type: E401: "
+        f"{folder}/typo.yaml:2:21: from a facts file with a wrong type: E411: "
         "facts at snapshot.memory.percent: 'high' is not of type 'number', 'null'; "
         "see the facts vocabulary in docs/facts.md for the expected shape",
         f"{directory}/tests/cases.yaml:11:17: from a file that is not there: E804: "
