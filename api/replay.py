@@ -77,9 +77,7 @@ def stored_facts(view: IncidentView) -> dict[str, Any]:
             "has not evaluated it; replay it once its status is past open",
             code="E740",
         )
-    alert = dict(view.alerts[0].facts)
-    alert.pop("posted_snapshot", None)
-    return {"alert": alert, "snapshot": dict(initial.facts)}
+    return {"alert": dict(view.alerts[0].facts), "snapshot": dict(initial.facts)}
 
 
 def stored_outcome(view: IncidentView) -> dict[str, Any]:

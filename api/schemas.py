@@ -118,6 +118,9 @@ class AlertOut(Row):
     received_at: datetime
     starts_at: datetime | None
     facts: Json
+    posted_snapshot: Json | None = Field(
+        description="snapshot facts the source posted with the alert, if any"
+    )
 
 
 class SnapshotOut(Row):

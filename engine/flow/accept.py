@@ -12,7 +12,7 @@ alert the intake rules ignore store nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -128,13 +128,7 @@ def _alert_in(
         status=alert.status,
         starts_at=alert.starts_at,
         payload=dict(alert.raw),
-        facts=_facts_with_snapshot(alert),
+        facts=alert.facts(),
+        posted_snapshot=alert.snapshot,
         idempotency_key=key,
     )
-
-
-def _facts_with_snapshot(alert: IncomingAlert) -> Mapping[str, Any]:
-    facts = alert.facts()
-    if alert.snapshot:
-        facts["posted_snapshot"] = dict(alert.snapshot)
-    return facts

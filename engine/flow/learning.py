@@ -329,9 +329,7 @@ def _first_alert_facts(
         .order_by(Alert.received_at)
         .limit(1)
     ).first()
-    facts = dict(alert.facts) if alert else {}
-    facts.pop("posted_snapshot", None)
-    return facts
+    return dict(alert.facts) if alert else {}
 
 
 def _history(

@@ -333,8 +333,7 @@ def _load(
     if incident.org_id not in orgs:
         org = session.get_one(Organization, incident.org_id)
         orgs[incident.org_id] = {"name": org.name, "auto_execute": org.auto_execute}
-    alert = flow_state.latest_alert_facts(session, incident.org_id, incident.id)
-    posted = alert.pop("posted_snapshot", {}) or {}
+    alert, posted = flow_state.latest_alert_facts(session, incident.org_id, incident.id)
     item = IncidentRound(incident, orgs[incident.org_id], alert, posted)
     if incident.stage in (STABILIZE, DECIDE):
         _resume(session, item)

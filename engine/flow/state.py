@@ -50,8 +50,7 @@ class FlowState:
 
 
 def load(session: Session, incident: Incident) -> FlowState:
-    facts = latest_alert_facts(session, incident.org_id, incident.id)
-    posted = facts.pop("posted_snapshot", {}) or {}
+    facts, posted = latest_alert_facts(session, incident.org_id, incident.id)
     return FlowState(
         incident=incident,
         org=session.get_one(Organization, incident.org_id),
@@ -155,8 +154,11 @@ def latest_snapshot_facts(
     return dict(latest.facts) if latest else None
 
 
-def latest_alert_facts(session: Session, org_id: str, incident_id: str) -> Facts:
-    """The facts of the incident's latest firing alert (with what it posted)."""
+def latest_alert_facts(
+    session: Session, org_id: str, incident_id: str
+) -> tuple[Facts, Facts]:
+    """The facts of the incident's latest firing alert, and the snapshot facts
+    it posted (empty when it posted none)."""
     alert = session.scalars(
         select(Alert)
         .where(
@@ -167,4 +169,6 @@ def latest_alert_facts(session: Session, org_id: str, incident_id: str) -> Facts
         .order_by(Alert.received_at.desc(), Alert.id.desc())
         .limit(1)
     ).first()
-    return dict(alert.facts) if alert else {}
+    if alert is None:
+        return {}, {}
+    return dict(alert.facts), dict(alert.posted_snapshot or {})

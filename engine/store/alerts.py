@@ -32,6 +32,7 @@ class AlertIn:
     starts_at: datetime | None = None
     payload: Mapping[str, Any] = field(default_factory=dict)  # as posted
     facts: Mapping[str, Any] = field(default_factory=dict)  # the alert facts
+    posted_snapshot: Mapping[str, Any] | None = None  # snapshot facts it carried
     idempotency_key: str | None = None
 
 
@@ -56,6 +57,7 @@ def add_alert(
         starts_at=as_utc(alert.starts_at) if alert.starts_at else None,
         payload=dict(alert.payload),
         facts=dict(alert.facts),
+        posted_snapshot=dict(alert.posted_snapshot) if alert.posted_snapshot else None,
         idempotency_key=alert.idempotency_key,
     )
     session.add(row)

@@ -286,6 +286,7 @@ def _add_alert(writes: Rows, row: IntakeRow, incident_id: str, ids: IdGenerator)
         starts_at=alert.starts_at,
         payload=dict(alert.payload),
         facts=dict(alert.facts),
+        posted_snapshot=dict(alert.posted_snapshot) if alert.posted_snapshot else None,
         idempotency_key=alert.idempotency_key,
     )
     return alert_id

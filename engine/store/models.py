@@ -244,7 +244,10 @@ class Alert(Base):
     received_at: Mapped[datetime]
     starts_at: Mapped[datetime | None]
     payload: Mapped[Json]
-    facts: Mapped[Json]
+    facts: Mapped[Json]  # the alert facts rules read as alert.*
+    # Snapshot facts the source posted with the alert, checked against the
+    # vocabulary; the flow lays them over what the collectors find.
+    posted_snapshot: Mapped[Json | None]
     idempotency_key: Mapped[str | None]
 
 

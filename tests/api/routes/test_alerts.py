@@ -35,6 +35,22 @@ def test_generic_alert_opens_an_incident_with_its_alert_and_flow_job(api: Api) -
     assert found["alerts"][0]["facts"]["labels"] == {"mount": "/"}
 
 
+def test_a_posted_snapshot_is_kept_beside_facts_a_reviewer_can_explain(
+    api: Api,
+) -> None:
+    posted = {"memory": {"percent": 97.5}, "disk": {"max_percent": 40.0}}
+    answer = api.post("/v1/alerts", generic(snapshot=posted), role="source")
+
+    stored = incident(api, answer.json()["incident_ids"][0])["alerts"][0]
+    assert stored["posted_snapshot"] == posted
+    assert "posted_snapshot" not in stored["facts"]
+    facts = {"alert": stored["facts"], "snapshot": stored["posted_snapshot"]}
+    explained = api.post(
+        "/v1/policy/explain", {"facts": facts, "stage": "classify"}, role="reviewer"
+    )
+    assert explained.status_code == 200, explained.text
+
+
 def test_same_fingerprint_folds_into_the_open_incident_and_raises_severity(
     api: Api,
 ) -> None:
