@@ -1,22 +1,31 @@
 from __future__ import annotations
 
+import json
+import stat
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from engine.errors import StoreError
+from engine.runtime import SequentialIds
+from engine.store.alerts import AlertIn
 from engine.store.db import (
+    alembic_config,
     head_revision,
     make_engine,
     open_database,
     parse_url,
     upgrade,
 )
-from engine.store.models import Base
+from engine.store.incidents import open_or_fold
+from engine.store.models import Alert, Base
+from engine.store.orgs import create_org
 from tests.support.databases import PostgresSchema, sqlite_url
 
 
@@ -128,3 +137,57 @@ def test_other_drivers_are_refused_with_the_supported_forms() -> None:
 
     assert caught.value.code == "E705"
     assert "postgresql+psycopg://" in caught.value.message
+
+
+def test_posted_snapshots_move_out_of_the_alert_facts_and_back(
+    empty_url: str,
+) -> None:
+    # Before revision 01e930895121 the posted snapshot rode in the facts.
+    posted = {"memory": {"percent": 97.5}}
+    upgrade(empty_url)
+    database = open_database(empty_url)
+    ids, now = SequentialIds(), datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    with database.sessions.begin() as session:
+        org = create_org(session, ids=ids, name="acme", now=now)
+        alert = AlertIn(
+            source="api",
+            kind="threshold_exceeded",
+            fingerprint="fp",
+            severity="warning",
+            received_at=now,
+            facts={"kind": "threshold_exceeded"},
+            posted_snapshot=posted,
+        )
+        open_or_fold(session, org.id, "k", "warning", "t", alert, ids=ids)
+    database.dispose()
+
+    engine = make_engine(empty_url)
+    try:
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "99c76c5c26e3")
+        with engine.connect() as conn:
+            old = conn.execute(text("SELECT facts FROM tms_alerts")).scalar_one()
+    finally:
+        engine.dispose()
+    upgrade(empty_url)
+    database = open_database(empty_url)
+    with database.sessions() as session:
+        row = session.scalars(select(Alert)).one()
+        moved = (row.facts, row.posted_snapshot)
+    database.dispose()
+
+    old = json.loads(old) if isinstance(old, str) else old
+    assert old == {"kind": "threshold_exceeded", "posted_snapshot": posted}
+    assert moved == ({"kind": "threshold_exceeded"}, posted)
+
+
+def test_a_new_sqlite_file_and_its_folder_are_private(tmp_path: Path) -> None:
+    folder = tmp_path / "var"
+    url = f"sqlite:///{folder / 'store.sqlite3'}"
+
+    upgrade(url)
+
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
+    assert modes["store.sqlite3"] == 0o600
+    assert set(modes.values()) == {0o600}  # the -wal and -shm files too
