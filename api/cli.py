@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic import ValidationError
@@ -30,12 +30,16 @@ from engine.runtime import Runtime, SystemClock
 from engine.settings import Settings
 from engine.store.db import Database, open_database, upgrade
 from engine.store.orgs import (
+    check_org_name,
     create_api_key,
     create_org,
     find_org,
     list_api_keys,
     revoke_api_key,
 )
+
+if TYPE_CHECKING:
+    from api.service import AdminKey
 
 COMPILE: Compile = compile_policy
 """The backend ``rules`` commands compile the policy with: the service's."""
@@ -190,9 +194,8 @@ def serve(settings: Settings) -> None:
         f"{settings.rules_dir.resolve()}"
     )
     click.echo(f"database {service.database.url.render_as_string()}")
-    if admin.key:
-        click.echo(f"admin key (shown once, also in {admin.path}, mode 0600):")
-        click.echo(admin.key)
+    for line in admin_key_lines(admin, terminal=sys.stdout.isatty()):
+        click.echo(line)
     try:
         uvicorn.run(
             app,
@@ -204,6 +207,16 @@ def serve(settings: Settings) -> None:
         )
     finally:
         service.stop()
+
+
+def admin_key_lines(admin: AdminKey, *, terminal: bool) -> list[str]:
+    """What ``serve`` says of a new admin key: the key itself only to a
+    terminal; output captured by a log (systemd, docker) gets only the file."""
+    if not admin.key:
+        return []
+    if not terminal:
+        return [f"admin key created: read it from {admin.path} (mode 0600)"]
+    return [f"admin key (shown once, also in {admin.path}, mode 0600):", admin.key]
 
 
 def _port_free(host: str, port: int) -> None:
@@ -273,7 +286,11 @@ def orgs() -> None:
 def orgs_create(
     name: str, auto_execute: bool, database_url: str | None, data_dir: Path | None
 ) -> None:
-    """Create organization NAME."""
+    """Create organization NAME (lowercase letters, digits, '.', '_', '-')."""
+    try:
+        check_org_name(name)
+    except IncidentPolicyError as exc:
+        raise click.BadParameter(exc.message, param_hint="NAME") from exc
     with (
         _database(database_url, data_dir) as (database, runtime),
         database.sessions.begin() as session,

@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=64)  # flow threads on PostgreSQL
     mode: Mode | None = None  # overrides the catalog's global mode when set
     approval_ttl_s: int = Field(default=3600, ge=60)
-    default_org: str = "default"
+    default_org: str = Field(default="default", pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
     # Collectors.
     collector_timeout_s: float = Field(default=3.0, gt=0, le=60)

@@ -11,6 +11,7 @@ first characters, so a person can tell keys apart in a list.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,6 +30,19 @@ SHOWN_CHARS = 12  # "ipk_" and 8 characters of the secret
 # Recording every use would turn each read request into a write.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 BAD_ROLE = "E707"
+BAD_ORG_NAME = "E716"
+# Organization names appear in URLs, logs, metrics and the facts rules read.
+ORG_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+
+
+def check_org_name(name: str) -> None:
+    if not ORG_NAME.fullmatch(name):
+        raise StoreError(
+            f"organization name {name[:80]!r} is not allowed: use 1 to 63 "
+            "lowercase letters, digits, '.', '_' or '-', starting with a letter "
+            "or digit (for example 'acme' or 'team-payments')",
+            code=BAD_ORG_NAME,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +61,7 @@ def create_org(
     now: datetime,
     auto_execute: bool = False,
 ) -> Organization:
+    check_org_name(name)
     org = Organization(
         id=ids.new("org"),
         name=name,

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from api.cli import main
+from api.cli import admin_key_lines, main
+from api.service import AdminKey
 from engine.runtime import SystemClock
 from engine.store.db import open_database
 from engine.store.orgs import authenticate
@@ -87,3 +88,26 @@ def test_serve_on_a_taken_port_says_so_before_anything_else(tmp_path: Path) -> N
     assert f"E509: cannot listen on 127.0.0.1:{port}" in result.output
     assert "listening on" not in result.output
     assert "admin key" not in result.output
+
+
+def test_a_new_admin_key_is_printed_only_to_a_terminal(tmp_path: Path) -> None:
+    new = AdminKey("ipk_secret", tmp_path / "admin.key")
+
+    to_terminal = admin_key_lines(new, terminal=True)
+    to_a_log = admin_key_lines(new, terminal=False)
+
+    assert to_terminal[-1] == "ipk_secret"
+    assert not any("ipk_secret" in line for line in to_a_log)
+    assert str(tmp_path / "admin.key") in to_a_log[0]
+    assert admin_key_lines(AdminKey(None, tmp_path / "admin.key"), terminal=True) == []
+
+
+def test_an_organization_name_that_is_not_a_slug_is_refused(tmp_path: Path) -> None:
+    data = ("--data-dir", str(tmp_path))
+    run("db", "upgrade", *data)
+
+    status, output = run("orgs", "create", "Acme Corp/EU", *data)
+
+    assert status == 2
+    assert "organization name 'Acme Corp/EU' is not allowed" in output
+    assert "lowercase letters, digits" in output

@@ -8,10 +8,11 @@ from sqlalchemy import select
 from engine.errors import StoreError
 from engine.runtime import FixedClock, SequentialIds
 from engine.store.db import Database
-from engine.store.models import ApiKey
+from engine.store.models import ApiKey, Organization
 from engine.store.orgs import (
     authenticate,
     create_api_key,
+    create_org,
     ensure_org,
     list_api_keys,
     revoke_api_key,
@@ -95,3 +96,25 @@ def test_ensure_org_returns_the_existing_org(
 ) -> None:
     with db.sessions.begin() as session:
         assert ensure_org(session, ids=ids, name="acme", now=clock.now()).id == org_id
+
+
+@pytest.mark.parametrize(
+    "name", ["", "Acme", "acme corp", "-acme", "a/b", "x" * 64, "acme\n"]
+)
+def test_an_organization_name_must_be_a_slug(
+    db: Database, ids: SequentialIds, clock: FixedClock, name: str
+) -> None:
+    with pytest.raises(StoreError) as caught, db.sessions.begin() as session:
+        create_org(session, ids=ids, name=name, now=clock.now())
+
+    assert caught.value.code == "E716"
+    with db.sessions() as session:
+        assert session.scalars(select(Organization)).all() == []
+
+
+@pytest.mark.parametrize("name", ["acme", "team-payments", "eu.acme_2", "x" * 63])
+def test_slug_names_are_accepted(
+    db: Database, ids: SequentialIds, clock: FixedClock, name: str
+) -> None:
+    with db.sessions.begin() as session:
+        assert create_org(session, ids=ids, name=name, now=clock.now()).name == name
