@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 serve: $(STAMP)
-	$(BIN)/incident-policy serve
+	$(BIN)/incident-policy serve $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider

@@ -79,7 +79,12 @@ def login(
         )
     response = RedirectResponse("/console/", status_code=SEE_OTHER)
     response.set_cookie(
-        COOKIE, key.strip(), httponly=True, samesite="strict", path="/console"
+        COOKIE,
+        key.strip(),
+        httponly=True,
+        samesite="strict",
+        path="/console",
+        secure=request.url.scheme == "https",
     )
     return response
 

@@ -73,3 +73,22 @@ def test_a_refused_decision_is_shown_on_the_page(api: Api) -> None:
 
     assert "E721" in again.text
     assert "already resolved" in again.text
+
+
+def test_the_sign_in_cookie_is_http_only_strict_and_secure_over_https(
+    api: Api,
+) -> None:
+    key = api.key(role="reviewer", name="ann")
+    cookies = {}
+    for base in ("http://testserver", "https://testserver"):
+        answer = api.client.post(
+            f"{base}/console/login", data={"key": key}, follow_redirects=False
+        )
+        cookies[base] = answer.headers["set-cookie"].lower()
+
+    for header in cookies.values():
+        assert "httponly" in header
+        assert "samesite=strict" in header
+        assert "path=/console" in header
+    assert "secure" not in cookies["http://testserver"]
+    assert "secure" in cookies["https://testserver"]
