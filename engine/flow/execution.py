@@ -39,7 +39,7 @@ from engine.actions.base import (
 )
 from engine.actions.locks import TargetLockBusy, TargetLocks
 from engine.errors import ActionError
-from engine.flow import guards
+from engine.flow import audit, guards
 from engine.flow.outcomes import PlannedAction
 from engine.policy.policy import Policy
 from engine.runtime import Runtime
@@ -365,7 +365,11 @@ def finish(
         kind = (
             "action.refused" if result.outcome is Outcome.REFUSED else "action.finished"
         )
-        events.append(_event(item, now, kind, item.actor, summary(result)))
+        # The detail tells a reviewer what the action did: the files
+        # deleted, the pids before and after, the snippet written.
+        events.append(
+            _event(item, now, kind, item.actor, summary(result), result.detail)
+        )
         ACTIONS.labels(item.planned.action, result.outcome.value).inc()
         log.info(
             "action.finished",
@@ -497,7 +501,21 @@ def fresh_target(planned: PlannedAction, fresh: Mapping[str, Any]) -> dict[str, 
     return {"name": planned.target}
 
 
-def _event(item: Pending, at: datetime, kind: str, actor: str, message: str) -> EventIn:
+def _event(
+    item: Pending,
+    at: datetime,
+    kind: str,
+    actor: str,
+    message: str,
+    detail: Mapping[str, Any] | None = None,
+) -> EventIn:
+    data: dict[str, Any] = {
+        "action_id": item.row_id,
+        "action": item.planned.action,
+        "target": item.planned.target,
+    }
+    if detail:
+        data["detail"] = audit.jsonable(dict(detail))
     return EventIn(
         org_id=item.org_id,
         incident_id=item.incident_id,
@@ -506,9 +524,5 @@ def _event(item: Pending, at: datetime, kind: str, actor: str, message: str) -> 
         actor=actor,
         stage=item.origin,
         message=message[:2000],
-        data={
-            "action_id": item.row_id,
-            "action": item.planned.action,
-            "target": item.planned.target,
-        },
+        data=data,
     )

@@ -118,6 +118,13 @@ def test_disk_full_clears_only_old_closed_temp_files_and_spares_a_symlink_target
     assert clear.output_tail.startswith(f"Deleted {len(tree.old)} files")
     assert verified(clear)["ok"] is True
     assert verified(clear)["bytes_freed"] == freed
+    [finished] = [
+        e
+        for e in view.events
+        if e.kind == "action.finished" and e.data["action_id"] == clear.id
+    ]
+    assert sorted(finished.data["detail"]["deleted"]) == sorted(map(str, tree.old))
+    assert finished.data["detail"]["bytes_freed"] == freed
     [pause] = actions_named(view, "pause_jobs")
     assert (pause.status, pause.refusal_code) == ("refused", "not_configured")
     assert snapshot_of(view, "verify")["disk"]["max_percent"] < 50
