@@ -15,11 +15,12 @@ For each: the sustained rate with ``wrk`` (2 threads, 64 connections, every
 answer must be 202), then p50/p99 latency at half that rate with an
 open-loop async client. Intake is measured twice: every alert a new
 incident (``open``) and every alert the same fingerprint (``fold``). Last,
-the storm: 10,000 alerts with one fingerprint in 10 seconds against the full
-service (workers on), then the rows are counted and the server's peak
-memory is reported. Prints a table and the ratios to the targets.
+the storm: 10,000 alerts with one fingerprint posted by wrk as fast as the
+full service (workers on) takes them; the target is all of them stored
+within 10 seconds, first to last, in one incident, with the server's peak
+memory under 200 MB. Prints a table and the ratios to the targets.
 
-    python -m bench.api [--postgres URL] [--duration 10]
+    python -m bench.api [--postgres URL] [--duration 10] [--storm-only]
 """
 
 from __future__ import annotations
@@ -213,6 +214,70 @@ def wrk_rate(server: Server, key: str, fingerprint: str, seconds: float) -> floa
     return float(found.group(1))
 
 
+STORM_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %(key)s"
+local post = wrk.format(nil, "/v1/alerts", nil, '%(body)s')
+local probe = wrk.format("GET", "/healthz", {}, nil)
+local threads = {}
+function setup(thread)
+  table.insert(threads, thread)
+  thread:set("share", %(share)d)
+  -- wrk calls request() once on the first thread's script to check it
+  -- before the run; that post is never sent, so that thread makes one more.
+  thread:set("quota", %(share)d + (#threads == 1 and 1 or 0))
+end
+made, accepted, refused = 0, 0, 0
+function request()
+  made = made + 1
+  if made <= quota then return post end
+  return probe
+end
+function response(status, headers, body)
+  if status == 202 then accepted = accepted + 1
+  elseif status ~= 200 then refused = refused + 1 end
+  if accepted + refused >= share then wrk.thread:stop() end
+end
+function done(summary, latency, requests)
+  local a, r = 0, 0
+  for _, t in ipairs(threads) do a = a + t:get("accepted"); r = r + t:get("refused") end
+  io.write(string.format("storm accepted=%%d refused=%%d p99_us=%%d\\n",
+    a, r, latency:percentile(99.0)))
+end
+"""
+
+
+def wrk_storm(
+    server: Server, url: str, key: str, fingerprint: str
+) -> tuple[int, int, float]:
+    """Post STORM_ALERTS alerts with one fingerprint as fast as the service
+    takes them: wrk, 64 connections, stopped once every alert is stored (or
+    after four times the storm's time). Returns accepted, refused, p99 ms."""
+    share = STORM_ALERTS // WRK_THREADS
+    body = BODY % fingerprint
+    script_text = STORM_SCRIPT % {"key": key, "body": body, "share": share}
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(script_text)
+    command = ["wrk", f"-t{WRK_THREADS}", f"-c{WRK_CONNECTIONS}"]
+    command += [f"-d{STORM_SECONDS * 4:g}s", "-s", script.name, server.url]
+    load = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + STORM_SECONDS * 4
+    while time.monotonic() < deadline and load.poll() is None:
+        if count_storm(url, fingerprint)[1] >= STORM_ALERTS:
+            break
+        time.sleep(0.25)
+    if load.poll() is None:
+        load.send_signal(signal.SIGINT)  # wrk reports what it has on SIGINT
+    output, _ = load.communicate(timeout=30)
+    os.unlink(script.name)
+    found = re.search(r"storm accepted=(\d+) refused=(\d+) p99_us=(\d+)", output)
+    if found is None:
+        raise SystemExit(f"cannot read wrk's output:\n{output}")
+    accepted, refused, p99_us = (int(g) for g in found.groups())
+    return accepted, refused, p99_us / 1000
+
+
 async def open_loop(
     url: str, key: str, rate: float, seconds: float, fingerprint: str
 ) -> list[float]:
@@ -361,24 +426,17 @@ def storm(name: str, url: str, data_dir: Path, key: str) -> Storm:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        started = time.perf_counter()
-        latencies = asyncio.run(
-            open_loop(
-                server.url,
-                key,
-                STORM_ALERTS / STORM_SECONDS,
-                STORM_SECONDS,
-                fingerprint,
-            )
-        )
-        elapsed = time.perf_counter() - started
+        accepted, refused, p99 = wrk_storm(server, url, key, fingerprint)
         time.sleep(2)  # let the flow worker take its turn on the one incident
         done.set()
         sampler.join()
-    incidents, alerts = count_storm(url, fingerprint)
-    result = Storm(
-        name, incidents, alerts, elapsed, max(peak) / 2**20, percentile(latencies, 0.99)
+    elapsed = absorbed_seconds(url, fingerprint)
+    print(
+        f"  {name:10} storm        wrk: {accepted} accepted, {refused} refused",
+        flush=True,
     )
+    incidents, alerts = count_storm(url, fingerprint)
+    result = Storm(name, incidents, alerts, elapsed, max(peak) / 2**20, p99)
     print(
         f"  {name:10} storm        {alerts} alerts in {elapsed:.1f} s -> "
         f"{incidents} incident(s); peak RSS {result.peak_mb:.0f} MB",
@@ -407,11 +465,31 @@ def count_storm(url: str, fingerprint: str) -> tuple[int, int]:
     return int(incidents or 0), int(alerts or 0)
 
 
+def absorbed_seconds(url: str, fingerprint: str) -> float:
+    """From the first storm alert stored to the last, by their receipt times."""
+    from sqlalchemy import func, select
+
+    from engine.store.db import open_database
+    from engine.store.models import Alert
+
+    database = open_database(url)
+    with database.readers() as session:
+        first, last = session.execute(
+            select(func.min(Alert.received_at), func.max(Alert.received_at)).where(
+                Alert.fingerprint == fingerprint
+            )
+        ).one()
+    database.dispose()
+    return (last - first).total_seconds() if first and last else float("inf")
+
+
 def run_database(
-    name: str, url: str, data_dir: Path, seconds: float
+    name: str, url: str, data_dir: Path, seconds: float, storm_only: bool = False
 ) -> tuple[list[Row], Storm]:
     key = prepare(url, data_dir)
     print(f"{name}:", flush=True)
+    if storm_only:
+        return [], storm(name, url, data_dir, key)
     rows = [
         measure(name, "parse", url, data_dir, key, seconds, ""),
         measure(name, "insert", url, data_dir, key, seconds, ""),
@@ -446,13 +524,13 @@ def report(rows: list[Row], storms: list[Storm]) -> bool:
             )
     for s in storms:
         whole = s.incidents == 1 and s.alerts == STORM_ALERTS and s.peak_mb < 200
-        in_time = s.seconds <= STORM_SECONDS * 1.1
+        in_time = s.seconds <= STORM_SECONDS
         good &= whole and in_time
         print(
             f"{s.database:10} storm        {s.alerts}/{STORM_ALERTS} alerts, "
             f"{s.incidents} incident, peak {s.peak_mb:.0f} MB (targets 1, all, "
-            f"< 200 MB): {'met' if whole else 'MISSED'}; offered over "
-            f"{STORM_SECONDS:g} s, absorbed in {s.seconds:.1f} s, p99 "
+            f"< 200 MB): {'met' if whole else 'MISSED'}; first to last stored "
+            f"in {s.seconds:.1f} s (target {STORM_SECONDS:g}), p99 "
             f"{s.p99:.0f} ms: {'met' if in_time else 'MISSED'}"
         )
     print(f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
@@ -463,6 +541,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--postgres", default=os.environ.get("TEST_DATABASE_URL", ""))
     parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--storm-only", action="store_true", help="Only the storm.")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -482,6 +561,7 @@ def main() -> None:
             f"sqlite:///{data / 'bench.sqlite3'}",
             data / "sqlite",
             args.duration,
+            args.storm_only,
         )
         rows += found
         storms.append(storm_row)
@@ -492,7 +572,7 @@ def main() -> None:
             url = schema.create()
             try:
                 found, storm_row = run_database(
-                    "postgres", url, data / "pg", args.duration
+                    "postgres", url, data / "pg", args.duration, args.storm_only
                 )
                 rows += found
                 storms.append(storm_row)
