@@ -94,7 +94,9 @@ def create_app(settings: Settings, *, services: Services) -> FastAPI:
     errors.install(app)
     app.add_exception_handler(console.SignIn, console.sign_in_redirect)
     app.add_middleware(RequestLog)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit, limit=settings.max_body_bytes, timeout_s=settings.body_timeout_s
+    )
     return app
 
 

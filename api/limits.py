@@ -1,14 +1,17 @@
-"""Refuse oversized request bodies before reading them into memory.
+"""Refuse oversized or stalled request bodies before reading them into memory.
 
 A pure ASGI middleware: it answers 413 at once when ``Content-Length`` is over
 the limit, and otherwise counts the bytes as they stream in: when a chunked
 body passes the limit it answers 413 itself and tells the app the client
-went away, dropping whatever the app answers then. Nothing is stored: the
-route never sees the body.
+went away, dropping whatever the app answers then. A body whose next part
+does not arrive within the timeout (a client that stalled, or one holding
+connections open on purpose) is answered 408 the same way. Nothing is
+stored: the route never sees the body.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -17,23 +20,34 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 class _Counted:
     def __init__(self) -> None:
         self.size = 0
+        self.complete = False
         self.started = False
         self.refused = False
 
 
-def _answer(limit: int, size: int | None) -> bytes:
+def _too_large(limit: int, size: int | None) -> tuple[int, bytes]:
     said = f"{size} bytes" if size is not None else f"more than {limit} bytes"
     message = (
         f"request body is {said}; the limit is {limit} bytes "
         "(INCIDENT_POLICY_MAX_BODY_BYTES): split the batch or send fewer alerts"
     )
-    return json.dumps({"error": {"code": "E413", "message": message}}).encode()
+    return 413, json.dumps({"error": {"code": "E413", "message": message}}).encode()
+
+
+def _too_slow(timeout_s: float) -> tuple[int, bytes]:
+    message = (
+        f"the request body stopped arriving for {timeout_s:g} s "
+        "(INCIDENT_POLICY_BODY_TIMEOUT_S); nothing was stored: send the whole "
+        "body at once"
+    )
+    return 408, json.dumps({"error": {"code": "E408", "message": message}}).encode()
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, timeout_s: float = 30.0) -> None:
         self.app = app
         self.limit = limit
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -41,22 +55,32 @@ class BodyLimit:
             return
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(send, int(declared))
+            await _refuse(send, *_too_large(self.limit, int(declared)))
             return
         state = _Counted()
+
+        async def refuse(answer: tuple[int, bytes]) -> Message:
+            state.refused = True
+            if not state.started:
+                await _refuse(send, *answer)
+            # The app sees a client that went away and stores nothing.
+            return {"type": "http.disconnect"}
 
         async def limited() -> Message:
             if state.refused:
                 return {"type": "http.disconnect"}
-            message = await receive()
+            if state.complete:
+                return await receive()  # after the body: only a disconnect
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    message = await receive()
+            except TimeoutError:
+                return await refuse(_too_slow(self.timeout_s))
             if message["type"] == "http.request":
                 state.size += len(message.get("body", b""))
+                state.complete = not message.get("more_body", False)
                 if state.size > self.limit:
-                    state.refused = True
-                    if not state.started:
-                        await self._refuse(send, None)
-                    # The app sees a client that went away and stores nothing.
-                    return {"type": "http.disconnect"}
+                    return await refuse(_too_large(self.limit, None))
             return message
 
         async def tracking(message: Message) -> None:
@@ -68,17 +92,17 @@ class BodyLimit:
 
         await self.app(scope, limited, tracking)
 
-    async def _refuse(self, send: Send, size: int | None) -> None:
-        payload = _answer(self.limit, size)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(payload)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
+
+async def _refuse(send: Send, status: int, payload: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})

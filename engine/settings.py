@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    body_timeout_s: float = Field(default=30.0, gt=0, le=600)  # a stalled body
     auth: bool = True
 
     # The watcher and the flow.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -38,7 +39,11 @@ def test_serve_accepts_an_alert_and_the_flow_reaches_a_decision(tmp_path: Path) 
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
-        env={**os.environ, "INCIDENT_POLICY_PM2_HOME": str(tmp_path / "pm2")},
+        env={
+            **os.environ,
+            "INCIDENT_POLICY_PM2_HOME": str(tmp_path / "pm2"),
+            "INCIDENT_POLICY_BODY_TIMEOUT_S": "1",
+        },
     )
     try:
         assert process.stdout is not None
@@ -66,12 +71,34 @@ def test_serve_accepts_an_alert_and_the_flow_reaches_a_decision(tmp_path: Path) 
             incident_id = posted.json()["incident_ids"][0]
 
             status = wait_for_decision(client, incident_id)
+            stalled = stalled_post(port, key)
+            listed = client.get("/v1/incidents").json()["items"]
 
         assert status in ("awaiting_approval", "monitoring")
+        assert stalled.startswith("HTTP/1.1 408 ")
+        assert '"code": "E408"' in stalled
+        assert "stopped arriving for 1 s" in stalled
+        assert [i["id"] for i in listed] == [incident_id]  # the stalled one: none
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(30)
     assert process.returncode == 0
+
+
+def stalled_post(port: int, key: str) -> str:
+    """Send half an alert and stall; return what the service answers."""
+    half = b'{"kind": "threshold_exceeded", "name": "Stalled"'
+    head = (
+        f"POST /v1/alerts HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(half) + 1}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE_S) as sock:
+        sock.sendall(head + half)
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    return answer.decode()
 
 
 def wait_until_ready(client: httpx.Client) -> None:
