@@ -184,8 +184,18 @@ def serve(settings: Settings) -> None:
     service = Service(settings, compile=COMPILE)
     admin = service.ensure_admin_key()
     app = create_app(settings, services=service.services)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            server_header=False,
+        )
+    )
     _install_sighup(service)
-    _absorb_stop_signals()
+    _stop_on_signals(server)
     service.start()
     where = f"http://{_bracketed(settings.host)}:{settings.port}"
     click.echo(f"incident-policy listening on {where}")
@@ -194,17 +204,15 @@ def serve(settings: Settings) -> None:
         f"{settings.rules_dir.resolve()}"
     )
     click.echo(f"database {service.database.url.render_as_string()}")
+    if not settings.auth:
+        click.echo(
+            "authentication is OFF (INCIDENT_POLICY_AUTH=false): every caller "
+            f"acts as an admin of {settings.default_org!r}"
+        )
     for line in admin_key_lines(admin, terminal=sys.stdout.isatty()):
         click.echo(line)
     try:
-        uvicorn.run(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            access_log=False,
-            server_header=False,
-        )
+        server.run()
     finally:
         service.stop()
 
@@ -235,12 +243,20 @@ def _port_free(host: str, port: int) -> None:
             ) from exc
 
 
-def _absorb_stop_signals() -> None:
-    # uvicorn shuts down on SIGTERM/SIGINT, then raises the signal again
-    # with the handlers it found; these let the flow threads stop cleanly
-    # afterwards and the process exit 0 instead of dying by the signal.
-    for stop in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(stop, lambda number, frame: None)
+def _stop_on_signals(server: Any) -> None:
+    """SIGTERM and SIGINT stop the server, also while it is still starting.
+
+    While it serves, uvicorn's own handlers take the signal and, once shut
+    down, raise it again with these: they only ask the server to exit, so the
+    flow threads stop cleanly afterwards and the process exits 0 instead of
+    dying by the signal. Before uvicorn listens, they make it exit at once.
+    """
+
+    def stop(number: int, frame: Any) -> None:
+        server.should_exit = True
+
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, stop)
 
 
 def _bracketed(host: str) -> str:

@@ -70,7 +70,10 @@ def render(report: Report) -> str:
         f"type: {data['type']} ({data['confidence']:.0%}) "
         f"by {data['classified_by'] or '-'}",
     ]
-    lines += [f"  evidence: {k} = {v}" for k, v in data["evidence"].items()]
+    lines += [
+        f"  evidence: {k} = {'missing' if v is None else _plain(v)}"
+        for k, v in data["evidence"].items()
+    ]
     if data["other_matches"]:
         lines.append(f"  also matched: {', '.join(data['other_matches'])}")
     lines.append("actions:" if data["actions"] else "actions: none chosen")
@@ -78,10 +81,10 @@ def render(report: Report) -> str:
     lines += _brief(data["brief"])
     impact = data["impact"]
     lines.append(
-        f"impact: {impact.get('level')} "
-        f"(customer-facing: {impact.get('customer_facing')}, "
+        f"impact: {_plain(impact.get('level'))} "
+        f"(customer-facing: {_plain(impact.get('customer_facing'))}, "
         f"features: {', '.join(impact.get('features', [])) or '-'}, "
-        f"downtime ~{impact.get('downtime_minutes', '?')} min)"
+        f"downtime ~{_plain(impact.get('downtime_minutes'))} min)"
     )
     lines += _message(data["message"])
     lines.append("recommendations:")
@@ -92,9 +95,19 @@ def render(report: Report) -> str:
     ]
     lines.append("decisions:")
     lines += [
-        f"  {name}: {d['value']} ({d['rule']})" for name, d in data["decisions"].items()
+        f"  {name}: {_plain(d['value'])} ({d['rule']})"
+        for name, d in data["decisions"].items()
     ]
     return "\n".join(lines)
+
+
+def _plain(value: Any) -> str:
+    """A value as JSON spells it, and unknown for nothing."""
+    if value is None:
+        return "unknown"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _action(action: dict[str, Any]) -> str:

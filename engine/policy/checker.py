@@ -30,7 +30,13 @@ from engine.errors import Location, PolicyError, Problem, Severity
 from engine.facts import vocabulary
 from engine.facts.vocabulary import PathInfo
 from engine.policy import logic
-from engine.policy.loader import RULE_SECTIONS, SUFFIXES, PolicySource, read_directory
+from engine.policy.loader import (
+    RULE_SECTIONS,
+    SUFFIXES,
+    PolicySource,
+    find_files,
+    read_directory,
+)
 from engine.policy.model import Condition, Group, Rule, Test
 from engine.policy.operators import ITEM_OPERATORS, OPERATORS, ORDERING, Operand
 from engine.policy.policy import Compile, compile_python
@@ -130,7 +136,8 @@ def check(directory: Path, *, compile: Compile = compile_python) -> CheckReport:
     report = CheckReport(
         directory,
         _sorted(directory, problems),
-        files=len(source.files),
+        # Every rule file found, those refused by their schema included.
+        files=len(find_files(directory)[0]),
         rules=sum(len(rules) for rules in source.rules.values()),
     )
     log.info(

@@ -63,6 +63,9 @@ def test_replay_prints_the_incident_as_a_reviewer_reads_it() -> None:
     assert any(line.startswith("  - clear_temp temp: dry_run") for line in lines)
     assert any(line.startswith("brief: Disk pressure") for line in lines)
     assert "customer message draft (informational, status_page; draft" in result.output
+    # Values as JSON spells them, never as Python prints them.
+    assert "  stable: false (" in result.output
+    assert not {"None", "True", "False"} & set(result.output.replace(",", " ").split())
     assert "decisions:" in lines
 
 

@@ -160,3 +160,15 @@ def test_explain_reports_a_rules_directory_that_does_not_load(tmp_path: Path) ->
 
     assert status == 1
     assert "classify.yaml:1:8: -: E112: rules: 5 has the wrong type" in output
+
+
+def test_a_file_its_schema_refuses_still_counts_as_checked(tmp_path: Path) -> None:
+    directory = rules_copy(
+        tmp_path, {"edit": {"classify.yaml": [["priority: 90", "priority: high"]]}}
+    )
+
+    status, output = run("check", str(directory))
+
+    assert status == 1
+    assert f"{directory}/classify.yaml:" in output
+    assert " in 12 files (" in output.splitlines()[-1]

@@ -124,3 +124,42 @@ def wait_for_decision(client: httpx.Client, incident_id: str) -> str:
             return str(status)
         time.sleep(0.2)
     return status
+
+
+def test_serve_says_so_when_authentication_is_off(tmp_path: Path) -> None:
+    port = free_port()
+    command = Path(sys.executable).parent / "incident-policy"
+    process = subprocess.Popen(
+        [
+            str(command),
+            "serve",
+            "--port",
+            str(port),
+            "--no-watch",
+            "--rules",
+            str(ROOT / "rules"),
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={
+            **os.environ,
+            "INCIDENT_POLICY_PM2_HOME": str(tmp_path / "pm2"),
+            "INCIDENT_POLICY_AUTH": "false",
+        },
+    )
+    try:
+        assert process.stdout is not None
+        printed = [process.stdout.readline().strip() for _ in range(4)]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+
+    assert printed[3] == (
+        "authentication is OFF (INCIDENT_POLICY_AUTH=false): every caller acts "
+        "as an admin of 'default'"
+    )
+    # Stopped while it was still starting: it exits cleanly all the same.
+    assert process.returncode == 0
