@@ -93,10 +93,11 @@ def create_app(settings: Settings, *, services: Services) -> FastAPI:
         app.include_router(router)
     errors.install(app)
     app.add_exception_handler(console.SignIn, console.sign_in_redirect)
-    app.add_middleware(RequestLog)
     app.add_middleware(
         BodyLimit, limit=settings.max_body_bytes, timeout_s=settings.body_timeout_s
     )
+    # Outermost, so it logs the status the client got (413 and 408 included).
+    app.add_middleware(RequestLog)
     return app
 
 

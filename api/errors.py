@@ -79,24 +79,34 @@ def _describe(error: dict[str, Any]) -> str:
     if error.get("type") == "json_invalid":
         ctx = error.get("ctx", {})
         problem = ctx.get("error", "syntax error")
-        return f"body is not valid JSON ({problem}); send a JSON object"
+        at = [p for p in error.get("loc", ()) if isinstance(p, int)]
+        place = f" at character {at[0]}" if at else ""
+        return f"body is not valid JSON{place} ({problem}); send a JSON object"
     return f"{where}: {error.get('msg', 'invalid value')}"
+
+
+def _error_field(error: dict[str, Any]) -> str:
+    # FastAPI puts the character offset of a JSON syntax error in its path.
+    if error.get("type") == "json_invalid":
+        return "body"
+    return _field(error.get("loc", ()))
 
 
 def _whole_body_refused(request: Request, errors: Sequence[Any]) -> JSONResponse | None:
     """A body FastAPI could not read as JSON at all: say why in one sentence."""
     if len(errors) != 1 or tuple(errors[0].get("loc", ())) != ("body",):
         return None
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media and media != "application/json" and not media.endswith("+json"):
-        message = (
-            f"the body is sent as {media!r}; this route reads JSON: send it with "
-            f"Content-Type: application/json"
-        )
-        return JSONResponse(body("E415", message), status_code=415)
     if errors[0].get("type") == "missing":
         message = "the request has no body; send a JSON object"
         return JSONResponse(body("E520", message, "body"), status_code=422)
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        sent = f"as {media!r}" if media else "without a Content-Type"
+        message = (
+            f"the body is sent {sent}; this route reads JSON: send it with "
+            f"Content-Type: application/json"
+        )
+        return JSONResponse(body("E415", message), status_code=415)
     return None
 
 
@@ -108,11 +118,16 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
         return refused
     first = errors[0] if errors else {}
     problems = [
-        {"code": "E520", "field": _field(e.get("loc", ())), "message": _describe(e)}
+        {"code": "E520", "field": _error_field(e), "message": _describe(e)}
         for e in errors
     ]
-    content = body("E520", _describe(first), _field(first.get("loc", ())), problems)
+    content = body("E520", _describe(first), _error_field(first), problems)
     return JSONResponse(content, status_code=422)
+
+
+# What Starlette says when it cannot decode the body at all (invalid UTF-8,
+# nesting too deep, a number too long for the parser).
+_UNPARSEABLE = "There was an error parsing the body"
 
 
 def _http_message(request: Request, exc: HTTPException) -> str:
@@ -129,6 +144,12 @@ def _http_message(request: Request, exc: HTTPException) -> str:
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 400 and exc.detail == _UNPARSEABLE:
+        message = (
+            "body is not readable JSON (invalid UTF-8, nesting too deep, or a "
+            "number too long); send a JSON object in UTF-8"
+        )
+        return JSONResponse(body("E520", message, "body"), status_code=422)
     code = f"E{exc.status_code}"
     return JSONResponse(
         body(code, _http_message(request, exc)),

@@ -3,9 +3,9 @@
 A pure ASGI middleware: it answers 413 at once when ``Content-Length`` is over
 the limit, and otherwise counts the bytes as they stream in: when a chunked
 body passes the limit it answers 413 itself and tells the app the client
-went away, dropping whatever the app answers then. A body whose next part
-does not arrive within the timeout (a client that stalled, or one holding
-connections open on purpose) is answered 408 the same way. Nothing is
+went away, dropping whatever the app answers then. A body that has not
+wholly arrived within the timeout (a client that stalled, or one trickling
+bytes to hold connections open) is answered 408 the same way. Nothing is
 stored: the route never sees the body.
 """
 
@@ -36,7 +36,7 @@ def _too_large(limit: int, size: int | None) -> tuple[int, bytes]:
 
 def _too_slow(timeout_s: float) -> tuple[int, bytes]:
     message = (
-        f"the request body stopped arriving for {timeout_s:g} s "
+        f"the request body did not arrive within {timeout_s:g} s "
         "(INCIDENT_POLICY_BODY_TIMEOUT_S); nothing was stored: send the whole "
         "body at once"
     )
@@ -58,6 +58,8 @@ class BodyLimit:
             await _refuse(send, *_too_large(self.limit, int(declared)))
             return
         state = _Counted()
+        # The whole body must arrive in time, however it is trickled.
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
 
         async def refuse(answer: tuple[int, bytes]) -> Message:
             state.refused = True
@@ -72,7 +74,7 @@ class BodyLimit:
             if state.complete:
                 return await receive()  # after the body: only a disconnect
             try:
-                async with asyncio.timeout(self.timeout_s):
+                async with asyncio.timeout_at(deadline):
                     message = await receive()
             except TimeoutError:
                 return await refuse(_too_slow(self.timeout_s))

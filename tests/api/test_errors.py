@@ -8,6 +8,7 @@ accepts a good alert.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -270,8 +271,8 @@ def test_malformed_json_names_the_problem(checked: Api) -> None:
 
     assert answer.status_code == 422
     error = answer.json()["error"]
-    assert error["code"] == "E520"
-    assert error["message"].startswith("body is not valid JSON")
+    assert (error["code"], error["field"]) == ("E520", "body")
+    assert error["message"].startswith("body is not valid JSON at character 30")
 
 
 def test_a_body_that_is_not_sent_as_json_is_refused_with_415(checked: Api) -> None:
@@ -286,6 +287,41 @@ def test_a_body_that_is_not_sent_as_json_is_refused_with_415(checked: Api) -> No
     assert error["code"] == "E415"
     assert "'application/x-www-form-urlencoded'" in error["message"]
     assert "Content-Type: application/json" in error["message"]
+
+
+def test_a_body_without_a_content_type_is_refused_with_415(checked: Api) -> None:
+    answer = checked.client.post(
+        "/v1/alerts", content=b'{"kind": "manual"}', headers=checked.auth()
+    )
+
+    assert answer.status_code == 415
+    assert answer.json()["error"]["message"].startswith(
+        "the body is sent without a Content-Type"
+    )
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"kind": "manual", "summary": "\xff\xfe"}',  # not UTF-8
+        b"[" * 5000 + b"]" * 5000,  # nested too deep
+        b'{"kind": "manual", "value": ' + b"9" * 5000 + b"}",  # too many digits
+    ],
+    ids=["invalid-utf8", "too-deep", "long-number"],
+)
+def test_a_body_json_cannot_decode_is_a_422_naming_the_fix(
+    checked: Api, content: bytes
+) -> None:
+    answer = checked.client.post(
+        "/v1/alerts",
+        content=content,
+        headers={**checked.auth(), "Content-Type": "application/json"},
+    )
+
+    assert answer.status_code == 422
+    error = answer.json()["error"]
+    assert (error["code"], error["field"]) == ("E520", "body")
+    assert "send a JSON object" in error["message"]
 
 
 def test_an_empty_body_says_so(checked: Api) -> None:
@@ -329,13 +365,16 @@ def test_oversized_body_is_refused_with_413_naming_the_limit(checked: Api) -> No
     assert "the limit is 65536 bytes" in error["message"]
 
 
-def test_oversized_chunked_body_is_refused_with_413(checked: Api) -> None:
+def test_oversized_chunked_body_is_refused_with_413(
+    checked: Api, caplog: pytest.LogCaptureFixture
+) -> None:
     def chunks() -> Iterator[bytes]:
         yield b'{"kind": "threshold_exceeded", "summary": "'
         for _ in range(100):
             yield b"z" * 1024
         yield b'"}'
 
+    caplog.set_level(logging.INFO, logger="api.app")
     answer = checked.client.post(
         "/v1/alerts",
         content=chunks(),
@@ -344,6 +383,8 @@ def test_oversized_chunked_body_is_refused_with_413(checked: Api) -> None:
 
     assert answer.status_code == 413
     assert "more than 65536 bytes" in answer.json()["error"]["message"]
+    logged = [r for r in caplog.records if r.getMessage() == "http.request"]
+    assert [getattr(r, "status", None) for r in logged] == [413]
 
 
 def test_unknown_route_answers_the_error_shape(api: Api) -> None:

@@ -77,7 +77,7 @@ def test_serve_accepts_an_alert_and_the_flow_reaches_a_decision(tmp_path: Path) 
         assert status in ("awaiting_approval", "monitoring")
         assert stalled.startswith("HTTP/1.1 408 ")
         assert '"code": "E408"' in stalled
-        assert "stopped arriving for 1 s" in stalled
+        assert "did not arrive within 1 s" in stalled
         assert [i["id"] for i in listed] == [incident_id]  # the stalled one: none
     finally:
         process.send_signal(signal.SIGTERM)
