@@ -180,6 +180,9 @@ def serve(settings: Settings) -> None:
     from api.app import create_app
     from api.service import Service
 
+    # Until the policy is loaded there is nothing to reload: a SIGHUP must not
+    # end the process (its default), only be ignored.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     _port_free(settings.host, settings.port)
     service = Service(settings, compile=COMPILE)
     admin = service.ensure_admin_key()

@@ -76,6 +76,8 @@ def _field(location: Sequence[Any]) -> str:
 
 def _describe(error: dict[str, Any]) -> str:
     where = _field(error.get("loc", ()))
+    if error.get("type") == "string_unicode":
+        return f"{where} holds an unpaired surrogate; send valid UTF-8 text"
     if error.get("type") == "json_invalid":
         ctx = error.get("ctx", {})
         problem = ctx.get("error", "syntax error")
@@ -83,6 +85,11 @@ def _describe(error: dict[str, Any]) -> str:
         place = f" at character {at[0]}" if at else ""
         return f"body is not valid JSON{place} ({problem}); send a JSON object"
     return f"{where}: {error.get('msg', 'invalid value')}"
+
+
+def _code(error: dict[str, Any]) -> str:
+    # A lone surrogate is refused by the parser, as alerts refuse it: E506.
+    return "E506" if error.get("type") == "string_unicode" else "E520"
 
 
 def _error_field(error: dict[str, Any]) -> str:
@@ -118,10 +125,10 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
         return refused
     first = errors[0] if errors else {}
     problems = [
-        {"code": "E520", "field": _error_field(e), "message": _describe(e)}
+        {"code": _code(e), "field": _error_field(e), "message": _describe(e)}
         for e in errors
     ]
-    content = body("E520", _describe(first), _error_field(first), problems)
+    content = body(_code(first), _describe(first), _error_field(first), problems)
     return JSONResponse(content, status_code=422)
 
 

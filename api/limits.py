@@ -43,6 +43,11 @@ def _too_slow(timeout_s: float) -> tuple[int, bytes]:
     return 408, json.dumps({"error": {"code": "E408", "message": message}}).encode()
 
 
+def _nul_in_url() -> tuple[int, bytes]:
+    message = "the URL holds a NUL character (%00); send it without one"
+    return 422, json.dumps({"error": {"code": "E506", "message": message}}).encode()
+
+
 class BodyLimit:
     def __init__(self, app: ASGIApp, limit: int, timeout_s: float = 30.0) -> None:
         self.app = app
@@ -52,6 +57,10 @@ class BodyLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
+            # PostgreSQL cannot compare with, nor store, a NUL character.
+            await _refuse(send, *_nul_in_url())
             return
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:

@@ -1,7 +1,8 @@
 """The API's request and response models: what the OpenAPI document shows.
 
 Request models refuse unknown fields, so a misspelt field is an error that
-names it instead of a value silently ignored. Response models are built
+names it instead of a value silently ignored, and text no database can store
+as sent. Response models are built
 from store rows with ``from_attributes``; JSON documents the engine stores
 (facts, outcomes, brief content) are passed through as objects.
 """
@@ -11,7 +12,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from engine.sources.alert import check_document
 
 Json = dict[str, Any]
 
@@ -21,7 +24,16 @@ class Row(BaseModel):
 
 
 class Strict(BaseModel):
+    """A request body: no unknown field, and text every database stores as
+    sent (no NUL, no unpaired surrogate: E506), numbers finite (E507)."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _storable(self) -> Strict:
+        for name in type(self).model_fields:
+            check_document(getattr(self, name), name)
+        return self
 
 
 # -- intake ------------------------------------------------------------------

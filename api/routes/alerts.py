@@ -35,6 +35,7 @@ router = APIRouter(prefix="/v1", tags=["intake"])
 IdempotencyKey = Annotated[
     str | None,
     Header(
+        min_length=1,
         max_length=200,
         description="a retry with the same key returns the first answer",
     ),

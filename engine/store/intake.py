@@ -165,8 +165,10 @@ def _same_alert(row: IntakeRow, first: tuple[str, str]) -> None:
     """A retry must be the same alert: a reused key for another is refused."""
     if (row.alert.fingerprint, row.alert.status) == first:
         return
+    # The stored key numbers the alerts of one post ("key#0"): show the sent one.
+    sent = (row.alert.idempotency_key or "").rpartition("#")[0]
     raise ConflictError(
-        f"the Idempotency-Key {row.alert.idempotency_key!r} was already used for "
+        f"the Idempotency-Key {sent!r} was already used for "
         f"another alert (fingerprint {first[0]!r}, {first[1]}): send a new key "
         "for a new alert",
         code="E715",

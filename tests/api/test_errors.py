@@ -416,3 +416,33 @@ def test_text_no_database_stores_is_refused_before_it_reaches_one(
 
     assert (answer.status_code, answer.json()["error"]["code"]) == (422, code)
     assert any_api.rows() == before
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("post", "/v1/deploys", {"app": "web", "version": "1\u0000"}, "version"),
+        ("post", "/v1/keys", {"role": "source", "name": "ci\ud800"}, "name"),
+        ("get", "/v1/incidents?q=a%00b", None, ""),
+        ("get", "/v1/incidents/inc%00", None, ""),
+    ],
+    ids=["deploy-version", "key-name", "query", "path"],
+)
+def test_nul_anywhere_in_a_request_is_refused_on_every_database(
+    any_api: Api, method: str, path: str, body: Any, field: str
+) -> None:
+    any_api.key(role="admin")
+    before = any_api.rows()
+
+    answer = any_api.client.request(
+        method.upper(),
+        path,
+        content=json.dumps(body).encode() if body is not None else None,
+        headers={**any_api.auth(), "Content-Type": "application/json"},
+    )
+
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "E506"
+    assert error.get("field", "") == field
+    assert any_api.rows() == before

@@ -297,9 +297,21 @@ def test_an_idempotency_key_reused_for_another_alert_is_refused(api: Api) -> Non
     error = other.json()["error"]
     assert error["code"] == "E715"
     assert error["message"].startswith(
-        "the Idempotency-Key 'k#0' was already used for another alert (fingerprint 'a'"
+        "the Idempotency-Key 'k' was already used for another alert (fingerprint 'a'"
     )
     assert api.rows() == before
+
+
+def test_an_empty_idempotency_key_is_refused_not_shared(api: Api) -> None:
+    headers = {**api.auth(role="source"), "Idempotency-Key": ""}
+
+    answer = api.client.post("/v1/alerts", json=generic(), headers=headers)
+
+    assert answer.status_code == 422
+    error = answer.json()["error"]
+    assert error["code"] == "E520"
+    assert "idempotency-key" in error["field"]
+    assert api.rows()["tms_alerts"] == 0
 
 
 def test_a_single_alert_key_never_replays_an_alert_of_a_group(api: Api) -> None:
