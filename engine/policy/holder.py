@@ -72,7 +72,8 @@ def fingerprint(directory: Path) -> str:
         return ""
     for path in paths:
         try:
-            content = path.read_bytes()
+            # Never open a FIFO or a device: reading one blocks the watcher.
+            content = path.read_bytes() if path.is_file() else b"\0not a file"
         except OSError:
             content = b"\0unreadable"
         digest.update(path.name.encode() + b"\0" + content + b"\0")

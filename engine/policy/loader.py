@@ -122,9 +122,17 @@ def find_files(directory: Path) -> tuple[dict[str, Path], list[Problem]]:
             location=Location(str(directory)),
         )
     for path in sorted(directory.iterdir()):
-        if path.suffix not in SUFFIXES or not path.is_file():
+        if path.suffix not in SUFFIXES:
             continue
-        if path.stem not in FILE_STEMS:
+        if not path.is_file():
+            problems.append(
+                Problem(
+                    "E101",
+                    f"{path.name} is not a regular file; a rule file must be one",
+                    Location(path.name),
+                )
+            )
+        elif path.stem not in FILE_STEMS:
             problems.append(_unknown_file(path))
         elif path.stem in found:
             problems.append(
@@ -137,6 +145,13 @@ def find_files(directory: Path) -> tuple[dict[str, Path], list[Problem]]:
             )
         else:
             found[path.stem] = path
+    if not found and not problems:
+        raise PolicyError(
+            f"rules directory {directory} holds no rule file (classify.yaml, "
+            "actions.yaml, ...); pass the folder that holds them",
+            code="E108",
+            location=Location(str(directory)),
+        )
     return found, problems
 
 

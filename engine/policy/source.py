@@ -100,6 +100,13 @@ class _Builder:
 
 def read(path: Path, name: str) -> SourceFile:
     """Parse one rule file; raise ``PolicyError`` (E101/E102) when unreadable."""
+    if path.exists() and not path.is_file():
+        # A FIFO or a device would block the reader, or never end.
+        raise PolicyError(
+            f"{name} is not a regular file; a rule file must be one",
+            code="E101",
+            location=Location(name),
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -117,6 +124,16 @@ def parse(text: str, name: str, path: Path | None = None) -> SourceFile:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         return _parse_json_or_fail(text, name, path, exc)
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - text.rfind("\n", 0, exc.position)
+        raise PolicyError(
+            f"{name} holds a character YAML does not allow "
+            f"({exc.character!r}, a control character or unpaired surrogate); "
+            "remove it",
+            code="E101",
+            location=Location(name, line, column),
+        ) from exc
     data = builder.build(root, ()) if root is not None else None
     if builder.problems:
         raise PolicyError(builder.problems[0].message, problems=builder.problems)

@@ -220,6 +220,25 @@ def test_replay_against_a_candidate_policy_shows_what_would_change(api: Api) -> 
     assert changed["severity"]["replayed"] == "critical"
 
 
+def test_replay_against_a_folder_without_rule_files_is_refused(
+    api: Api, tmp_path: Path
+) -> None:
+    posted = api.post("/v1/alerts", {"kind": "manual"}, org="default", role="source")
+    incident_id = str(posted.json()["incident_ids"][0])
+    api.drain()
+
+    answer = api.post(
+        f"/v1/incidents/{incident_id}/replay",
+        {"rules_dir": str(tmp_path)},
+        org="default",
+    )
+
+    assert answer.status_code == 422
+    error = answer.json()["error"]
+    assert error["code"] == "E108"
+    assert error["message"].startswith(f"rules directory {tmp_path} holds no rule file")
+
+
 def test_replay_before_the_flow_ran_says_so(api: Api) -> None:
     incident_id = open_incident(api)
 

@@ -148,6 +148,7 @@ def test_status_as_dict_carries_problem_locations(directory: Path) -> None:
 
 
 def test_a_rule_file_that_disappears_keeps_the_running_policy(directory: Path) -> None:
+    shutil.copy(SHIPPED_RULES / "thresholds.yaml", directory)
     holder = PolicyHolder(directory, clock=FixedClock(START))
     good = holder.reload()
     (directory / "classify.yaml").rename(directory / "classify.yaml.bak")
@@ -161,3 +162,19 @@ def test_a_rule_file_that_disappears_keeps_the_running_policy(directory: Path) -
     assert problem.message.startswith(
         f"classify.yaml disappeared from {directory}; the running policy stays"
     )
+
+
+def test_a_directory_emptied_of_rule_files_keeps_the_running_policy(
+    directory: Path,
+) -> None:
+    holder = PolicyHolder(directory, clock=FixedClock(START))
+    good = holder.reload()
+    (directory / "classify.yaml").unlink()
+
+    status = holder.reload()
+
+    assert not status.ok
+    assert holder.current.version == good.version
+    (problem,) = status.problems
+    assert problem.code == "E108"
+    assert problem.message.startswith(f"rules directory {directory} holds no rule file")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from engine.errors import PolicyError
-from engine.policy.source import parse
+from engine.policy.source import parse, read
 
 BOMB = "\n".join(
     [
@@ -43,3 +46,29 @@ def test_duplicate_keys_are_reported_with_their_place() -> None:
 
     problem = raised.value.problems[0]
     assert (problem.code, problem.location.line) == ("E102", 2)
+
+
+@pytest.mark.parametrize("character", ["\x07", "\x00", "\ud800"])
+def test_a_character_yaml_refuses_is_e101_with_its_place(character: str) -> None:
+    text = f"defaults:\n  a: 1\nrules:\n  - id: r{character}\n"
+
+    with pytest.raises(PolicyError) as raised:
+        parse(text, "classify.yaml")
+
+    assert raised.value.code == "E101"
+    location = raised.value.location
+    assert (location.file, location.line, location.column) == ("classify.yaml", 4, 10)
+    assert "a character YAML does not allow" in raised.value.message
+
+
+def test_a_rule_file_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
+    fifo = tmp_path / "classify.yaml"
+    os.mkfifo(fifo)
+
+    with pytest.raises(PolicyError) as raised:
+        read(fifo, "classify.yaml")  # would block if it were opened
+
+    assert raised.value.code == "E101"
+    assert raised.value.message == (
+        "classify.yaml is not a regular file; a rule file must be one"
+    )
