@@ -69,7 +69,8 @@ class IncomingAlert:
             "annotations": dict(self.annotations),
         }
         optional = {
-            "severity": self.severity,
+            # Sources spell it CRITICAL, Critical or critical: rules see one.
+            "severity": self.severity.lower() if self.severity else None,
             "summary": self.summary,
             "value": self.value,
             "starts_at": self.starts_at.isoformat() if self.starts_at else None,

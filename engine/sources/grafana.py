@@ -28,6 +28,8 @@ from engine.sources.alert import (
 SOURCE = "grafana"
 MAX_ALERTS = 1000
 LEGACY_STATES = {"alerting": "firing", "ok": "resolved", "no_data": "firing"}
+# States of a legacy alert that need nothing done.
+LEGACY_QUIET = frozenset({"paused", "pending"})
 
 
 def parse(body: Mapping[str, Any]) -> Batch:
@@ -74,6 +76,13 @@ def _unified(body: Mapping[str, Any]) -> Batch:
             location=Location(field="alerts"),
         )
     test = is_test(body)
+    if not alerts and not test:
+        raise InputError(
+            "alerts: the notification lists no alert; Grafana always sends at "
+            "least one",
+            code="E521",
+            location=Location(field="alerts"),
+        )
     parsed = (
         () if test else tuple(_alert(a, f"alerts[{i}]") for i, a in enumerate(alerts))
     )
@@ -129,8 +138,16 @@ def _legacy(body: Mapping[str, Any]) -> Batch:
             location=Location(field="state"),
         )
     status = LEGACY_STATES.get(state)
-    if status is None:  # paused, pending: nothing to do
+    if status is None and state in LEGACY_QUIET:
         return Batch(alerts=(), envelope_status=state)
+    if status is None:
+        known = ", ".join([*LEGACY_STATES, *sorted(LEGACY_QUIET)])
+        raise InputError(
+            f"state: {state[:64]!r} is not a Grafana alert state; expected one "
+            f"of {known}",
+            code="E513",
+            location=Location(field="state"),
+        )
     check_document(body, "body")
     name = check_text(body.get("ruleName") or "unnamed", "ruleName", 256)
     labels = check_labels(body.get("tags") or {}, "tags")

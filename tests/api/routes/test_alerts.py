@@ -360,3 +360,9 @@ def test_deploys_are_recorded_and_listed(api: Api) -> None:
 
     assert posted.status_code == 201
     assert [(d["app"], d["version"]) for d in listed.json()] == [("checkout", "1.4.2")]
+
+
+def test_a_source_severity_is_read_whatever_its_case(api: Api) -> None:
+    answer = api.post("/v1/alerts", generic(severity="CRITICAL"), role="source")
+
+    assert answer.json()["accepted"][0]["severity"] == "critical"

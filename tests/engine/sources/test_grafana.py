@@ -2,6 +2,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
+from engine.errors import InputError
 from engine.sources import grafana
 from tests.support.fixtures import load_json
 
@@ -48,3 +51,25 @@ def test_mixed_group_keeps_each_alerts_own_status() -> None:
     assert batch.envelope_status == "firing"
     assert [a.status for a in batch.alerts] == [a["status"] for a in body["alerts"]]
     assert "resolved" in {a.status for a in batch.alerts}
+
+
+def test_an_unknown_legacy_state_is_refused_with_the_known_ones() -> None:
+    with pytest.raises(InputError) as raised:
+        grafana.parse({"ruleName": "r", "state": "bogus"})
+
+    assert raised.value.code == "E513"
+    assert raised.value.message == (
+        "state: 'bogus' is not a Grafana alert state; expected one of alerting, "
+        "ok, no_data, paused, pending"
+    )
+
+
+def test_a_paused_legacy_alert_needs_nothing_done() -> None:
+    assert grafana.parse({"ruleName": "r", "state": "paused"}).alerts == ()
+
+
+def test_a_unified_notification_without_alerts_is_refused() -> None:
+    with pytest.raises(InputError) as raised:
+        grafana.parse({"alerts": [], "status": "firing"})
+
+    assert raised.value.code == "E521"
