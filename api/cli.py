@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic import ValidationError
+from sqlalchemy import select
 
 from api import logs
 from engine.errors import IncidentPolicyError, InputError, Location
@@ -28,8 +29,11 @@ from engine.policy.loader import load
 from engine.policy.policy import Compile
 from engine.runtime import Runtime, SystemClock
 from engine.settings import Settings
+from engine.sources.alert import check_text
 from engine.store.db import Database, open_database, upgrade
+from engine.store.models import Organization
 from engine.store.orgs import (
+    ORG_NAME,
     check_org_name,
     create_api_key,
     create_org,
@@ -42,6 +46,7 @@ if TYPE_CHECKING:
     from api.service import AdminKey
 
 COMPILE: Compile = compile_policy
+KEY_NAME_CHARS = 128  # as the API allows
 """The backend ``rules`` commands compile the policy with: the service's."""
 
 FORMATS = click.Choice(["text", "json"])
@@ -309,7 +314,9 @@ def orgs_create(
     try:
         check_org_name(name)
     except IncidentPolicyError as exc:
-        raise click.BadParameter(exc.message, param_hint="NAME") from exc
+        raise click.BadParameter(
+            f"{exc.code}: {exc.message}", param_hint="NAME"
+        ) from exc
     with (
         _database(database_url, data_dir) as (database, runtime),
         database.sessions.begin() as session,
@@ -324,6 +331,20 @@ def orgs_create(
             auto_execute=auto_execute,
         )
         click.echo(f"organization {org.name} ({org.id})")
+
+
+@orgs.command("list")
+@DATABASE_URL
+@DATA_DIR
+def orgs_list(database_url: str | None, data_dir: Path | None) -> None:
+    """List the organizations."""
+    with (
+        _database(database_url, data_dir) as (database, _),
+        database.readers() as session,
+    ):
+        for org in session.scalars(select(Organization).order_by(Organization.name)):
+            auto = "  auto-execute" if org.auto_execute else ""
+            click.echo(f"{org.name}  {org.id}{auto}")
 
 
 @main.group()
@@ -347,6 +368,10 @@ def keys_create(
     data_dir: Path | None,
 ) -> None:
     """Make a key; it is printed alone on the last line, and only this once."""
+    try:
+        check_text(name, "--name", KEY_NAME_CHARS)
+    except IncidentPolicyError as exc:
+        raise click.BadParameter(f"{exc.code}: {exc.message}") from exc
     with (
         _database(database_url, data_dir) as (database, runtime),
         database.sessions.begin() as session,
@@ -404,6 +429,11 @@ def keys_revoke(
 
 def _org(session: Any, name: str) -> Any:
     org = find_org(session, name)
+    if org is None and not ORG_NAME.fullmatch(name):
+        raise click.UsageError(
+            f"organization {name!r} does not exist (names are lowercase: "
+            "`incident-policy orgs list` shows them)"
+        )
     if org is None:
         raise click.UsageError(
             f"organization {name!r} does not exist: create it with "

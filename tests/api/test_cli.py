@@ -111,3 +111,34 @@ def test_an_organization_name_that_is_not_a_slug_is_refused(tmp_path: Path) -> N
     assert status == 2
     assert "organization name 'Acme Corp/EU' is not allowed" in output
     assert "lowercase letters, digits" in output
+
+
+def test_orgs_list_shows_every_organization(tmp_path: Path) -> None:
+    data = ("--data-dir", str(tmp_path))
+    run("db", "upgrade", *data)
+    run("orgs", "create", "acme", "--auto-execute", *data)
+    run("orgs", "create", "beta", *data)
+
+    status, output = run("orgs", "list", *data)
+
+    assert status == 0
+    names = [line.split()[0] for line in output.splitlines()]
+    assert names == ["acme", "beta"]
+    assert output.splitlines()[0].endswith("auto-execute")
+
+
+def test_key_commands_refuse_a_bad_name_and_point_at_real_orgs(tmp_path: Path) -> None:
+    data = ("--data-dir", str(tmp_path))
+    run("db", "upgrade", *data)
+    run("orgs", "create", "acme", *data)
+
+    long_name = run(
+        "keys", "create", "--org", "acme", "--role", "source", "--name", "x" * 129
+    )
+    cased = run("keys", "list", "--org", "Acme", *data)
+
+    assert long_name[0] == 2
+    assert "E505: --name is 129 characters long; the limit is 128" in long_name[1]
+    assert cased[0] == 2
+    assert "`incident-policy orgs list` shows them" in cased[1]
+    assert "orgs create Acme" not in cased[1]
