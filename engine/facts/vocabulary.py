@@ -133,12 +133,32 @@ def validate(document: Mapping[str, Any], *, file: str = "") -> list[Problem]:
         problems.append(
             Problem(
                 "E411",
-                f"facts at {where}: {error.message}; see the facts "
+                f"facts at {where}: {_said(error)}; see the facts "
                 "vocabulary in docs/facts.md for the expected shape",
                 Location(file=file, field=where),
             )
         )
     return problems
+
+
+# The limits, said with their number; jsonschema's own words repeat the value.
+_LIMITS = {
+    "maxLength": "is longer than {} characters",
+    "maxProperties": "has more than {} keys",
+    "maxItems": "has more than {} items",
+}
+_SAID_CHARS = 240
+
+
+def _said(error: Any) -> str:
+    """What is wrong, in a sentence that stays short however big the value."""
+    limit = _LIMITS.get(error.validator)
+    if limit is not None:
+        return limit.format(error.validator_value)
+    message = str(error.message)
+    if len(message) <= _SAID_CHARS:
+        return message
+    return message[:_SAID_CHARS] + "..."
 
 
 def markdown() -> str:

@@ -9,6 +9,7 @@ person saw something.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -142,5 +143,5 @@ def _check_snapshot(snapshot: dict[str, Any] | None) -> None:
             first.message.replace("facts at ", "", 1),
             code="E531",
             location=first.location,
-            problems=problems,
+            problems=[replace(p, code="E531") for p in problems],
         )

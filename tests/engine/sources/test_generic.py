@@ -39,3 +39,28 @@ def test_posted_snapshot_facts_are_checked_against_the_vocabulary() -> None:
     assert raised.value.message.startswith(
         "snapshot.memory.percent: 'high' is not of type"
     )
+
+
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        ({f"k{i}": i for i in range(15_000)}, "snapshot.extra: has more than 64 keys"),
+        (
+            {"note": "x" * 900_000},
+            "snapshot.extra.note: is longer than 4096 characters",
+        ),
+    ],
+    ids=["many-keys", "long-value"],
+)
+def test_an_oversized_posted_fact_is_named_with_its_limit_not_echoed(
+    extra: dict[str, object], said: str
+) -> None:
+    body = GenericAlertIn(kind="manual", snapshot={"extra": extra})
+
+    with pytest.raises(InputError) as raised:
+        to_alert(body)
+
+    assert raised.value.code == "E531"
+    assert raised.value.message.startswith(said)
+    assert len(raised.value.message) < 400
+    assert {p.code for p in raised.value.problems} == {"E531"}
