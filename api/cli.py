@@ -421,7 +421,10 @@ def keys_revoke(
         database.sessions.begin() as session,
     ):
         org = _org(session, org_name)
-        done = revoke_api_key(session, org.id, key_id, now=runtime.clock.now())
+        try:
+            done = revoke_api_key(session, org.id, key_id, now=runtime.clock.now())
+        except IncidentPolicyError as exc:
+            raise click.UsageError(f"{exc.code}: {exc.message}") from exc
     if not done:
         raise click.UsageError(f"no active key {key_id} in {org_name}")
     click.echo(f"revoked {key_id}")

@@ -16,13 +16,15 @@ from engine.errors import StoreError
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz")
+@router.api_route("/healthz", methods=["GET", "HEAD"])
 def healthz() -> HealthOut:
     """The process is up and answering."""
     return HealthOut(status="ok")
 
 
-@router.get("/readyz", responses={503: {"model": ReadyOut}})
+@router.api_route(
+    "/readyz", methods=["GET", "HEAD"], responses={503: {"model": ReadyOut}}
+)
 def readyz(services: ServicesDep) -> ReadyOut:
     """The database answers and intake is running: alerts can be accepted."""
     checks = {"database": "ok", "intake": "ok", "policy": "ok"}

@@ -117,7 +117,7 @@ def in_range(moment: datetime, where: str) -> datetime:
     if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
         raise InputError(
             f"{where}: {moment.isoformat()} is outside {EARLIEST_YEAR} to "
-            f"{LATEST_YEAR}; send the time the alert really started",
+            f"{LATEST_YEAR}; send the time it really happened",
             code="E502",
             location=Location(field=where),
         )

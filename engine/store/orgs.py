@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from engine.errors import NotFoundError, StoreError
+from engine.errors import ConflictError, Location, NotFoundError, StoreError
 from engine.runtime import IdGenerator
 from engine.store.models import ApiKey, Organization, Role
 from engine.store.types import as_utc
@@ -161,7 +161,12 @@ def _note_use(session: Session, record: ApiKey, now: datetime) -> None:
 def revoke_api_key(
     session: Session, org_id: str, key_id: str, *, now: datetime
 ) -> bool:
-    """Revoke one of ``org_id``'s keys; False when it is unknown or revoked."""
+    """Revoke one of ``org_id``'s keys; False when it is unknown or revoked.
+
+    The last admin key of an organization is kept: without it nobody could
+    manage the organization's keys or policy through the API.
+    """
+    _keep_an_admin(session, org_id, key_id)
     revoked = session.execute(
         update(ApiKey)
         .where(
@@ -171,6 +176,25 @@ def revoke_api_key(
         .execution_options(synchronize_session=False)
     )
     return bool(revoked.rowcount)  # type: ignore[attr-defined]
+
+
+def _keep_an_admin(session: Session, org_id: str, key_id: str) -> None:
+    admins = set(
+        session.scalars(
+            select(ApiKey.id).where(
+                ApiKey.org_id == org_id,
+                ApiKey.role == Role.ADMIN.value,
+                ApiKey.revoked_at.is_(None),
+            )
+        )
+    )
+    if admins == {key_id}:
+        raise ConflictError(
+            f"{key_id} is the organization's last admin key: create another "
+            "admin key first, then revoke this one",
+            code="E409",
+            location=Location(field="key_id"),
+        )
 
 
 def list_api_keys(session: Session, org_id: str) -> list[ApiKey]:

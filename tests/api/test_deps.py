@@ -314,6 +314,22 @@ def test_a_revoked_key_stops_working_at_once(fresh: Api) -> None:
     assert fresh.client.get("/v1/incidents", headers=headers).status_code == 401
 
 
+def test_the_last_admin_key_cannot_be_revoked(fresh: Api) -> None:
+    fresh.key(role="admin")  # the organization's only admin key
+    [admin] = [k for k in fresh.get("/v1/keys").json() if k["role"] == "admin"]
+
+    alone = fresh.client.delete(f"/v1/keys/{admin['id']}", headers=fresh.auth())
+    other = fresh.post("/v1/keys", {"role": "admin", "name": "second"}).json()
+    with_another = fresh.client.delete(f"/v1/keys/{admin['id']}", headers=fresh.auth())
+
+    assert alone.status_code == 409
+    error = alone.json()["error"]
+    assert error["code"] == "E409"
+    assert "last admin key: create another admin key first" in error["message"]
+    assert other["record"]["role"] == "admin"
+    assert with_another.status_code == 204
+
+
 def test_keys_are_listed_by_prefix_never_by_secret(fresh: Api) -> None:
     made = fresh.post("/v1/keys", {"role": "source", "name": "ci"}).json()
 

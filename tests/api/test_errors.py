@@ -446,3 +446,11 @@ def test_nul_anywhere_in_a_request_is_refused_on_every_database(
     assert error["code"] == "E506"
     assert error.get("field", "") == field
     assert any_api.rows() == before
+
+
+def test_probes_answer_head_as_load_balancers_send_it(api: Api) -> None:
+    for path in ("/healthz", "/readyz"):
+        answer = api.client.head(path)
+
+        assert answer.status_code == 200, path
+        assert answer.content == b""
