@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from api.schemas import (
 from engine.errors import FactsError, InputError, Location
 from engine.facts import vocabulary
 from engine.policy import checker, explain
-from engine.policy.loader import SUFFIXES
+from engine.policy.loader import SUFFIXES, copy_rules
 from engine.policy.schema import FILE_STEMS
 
 router = APIRouter(prefix="/v1", tags=["policy"])
@@ -74,7 +73,7 @@ def validate_policy(
         # The uploaded files replace theirs in a copy of the running rules.
         candidate = Path(folder) / "rules"
         running = services.policy.current.source.directory
-        shutil.copytree(running, candidate, ignore=shutil.ignore_patterns("tests"))
+        copy_rules(running, candidate)
         _write_files(candidate, body.files or {})
         report = checker.check(candidate, compile=services.compile)
         return _report(report, strip=f"{candidate}/")

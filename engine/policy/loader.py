@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import re
+import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,6 +154,21 @@ def find_files(directory: Path) -> tuple[dict[str, Path], list[Problem]]:
             location=Location(str(directory)),
         )
     return found, problems
+
+
+def copy_rules(directory: Path, target: Path) -> None:
+    """Copy a rules directory to check a change to it, without its rule tests
+    and without anything that is not a plain file (a FIFO would block)."""
+
+    def skipped(folder: str, names: list[str]) -> set[str]:
+        return {
+            name
+            for name in names
+            if name == "tests"
+            or not ((path := Path(folder, name)).is_file() or path.is_dir())
+        }
+
+    shutil.copytree(directory, target, ignore=skipped)
 
 
 def _unknown_file(path: Path) -> Problem:

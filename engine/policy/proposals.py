@@ -13,13 +13,12 @@ from __future__ import annotations
 import difflib
 import os
 import re
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import ConflictError, Location, PolicyError, Problem, Severity
-from engine.policy.loader import SUFFIXES, read_directory
+from engine.policy.loader import SUFFIXES, copy_rules, read_directory
 from engine.policy.source import read
 
 _SCALAR_END = re.compile(r"[\s,}\]#]")
@@ -96,7 +95,7 @@ def validate(directory: Path, edit: Edit) -> list[Problem]:
     """Errors the rules directory would have with the edit applied."""
     with tempfile.TemporaryDirectory(prefix="proposal-") as scratch:
         copy = Path(scratch) / "rules"
-        shutil.copytree(directory, copy, ignore=shutil.ignore_patterns("tests"))
+        copy_rules(directory, copy)
         (copy / edit.file.name).write_text(edit.new_text, encoding="utf-8")
         _, problems = read_directory(copy)
     return [p for p in problems if p.severity is Severity.ERROR]

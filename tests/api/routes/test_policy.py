@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from tests.api.conftest import Api
 
 
@@ -55,6 +57,16 @@ def test_validate_uploaded_files_names_each_problem(api: Api) -> None:
     assert body["ok"] is False and body["errors"] >= 1
     assert body["problems"][0]["file"] == "classify.yaml"
     assert body["problems"][0]["rule_id"] == "x"
+
+
+def test_validate_copes_with_a_fifo_in_the_running_rules(api: Api) -> None:
+    os.mkfifo(api.rules_dir / "notes.yaml")  # opened, it would block
+
+    answer = api.post(
+        "/v1/policy/validate", {"files": {"thresholds.yaml": "memory: {}\n"}}
+    )
+
+    assert answer.status_code == 200, answer.text
 
 
 def test_validate_the_shipped_rules_directory_on_the_server(api: Api) -> None:
