@@ -98,7 +98,8 @@ def to_alert(
         starts_at=starts_at,
         value=body.value,
         snapshot=body.snapshot,
-        raw=body.model_dump(mode="json", exclude_none=True),
+        # The snapshot is kept once, as the alert's posted snapshot.
+        raw=body.model_dump(mode="json", exclude_none=True, exclude={"snapshot"}),
     )
 
 

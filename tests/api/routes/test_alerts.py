@@ -5,6 +5,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from sqlalchemy import select
+
+from engine.store.models import Alert
 from tests.api.conftest import Api
 from tests.support.fixtures import load_json, load_jsonl
 
@@ -44,6 +47,9 @@ def test_a_posted_snapshot_is_kept_beside_facts_a_reviewer_can_explain(
     stored = incident(api, answer.json()["incident_ids"][0])["alerts"][0]
     assert stored["posted_snapshot"] == posted
     assert "posted_snapshot" not in stored["facts"]
+    with api.service.database.readers() as session:
+        payload = session.scalars(select(Alert.payload)).one()
+    assert "snapshot" not in payload  # kept once, not twice
     facts = {"alert": stored["facts"], "snapshot": stored["posted_snapshot"]}
     explained = api.post(
         "/v1/policy/explain", {"facts": facts, "stage": "classify"}, role="reviewer"
