@@ -54,6 +54,8 @@ AHEAD = "E703"
 UNSUPPORTED = "E705"
 
 _READ_ONLY = "incident_policy_read_only"
+# The readiness probe's write: one row, one page, the value unchanged.
+REWRITE_VERSION = text("UPDATE alembic_version SET version_num = version_num")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +100,11 @@ class Database:
         if self.engine.dialect.name != "sqlite":
             return
         try:
-            # An empty write transaction: the engine begins it IMMEDIATE, so
-            # it takes the write lock a read-only database cannot give.
-            with self.engine.begin():
-                pass
+            # A real write, committed: an empty transaction writes nothing,
+            # so it passes while the file or its -wal refuses every write.
+            # SQLite rewrites the row even when the value is the same.
+            with self.engine.begin() as conn:
+                conn.execute(REWRITE_VERSION)
         except SQLAlchemyError as exc:
             raise StoreError(
                 f"the database {self.url.database} refuses writes "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,31 @@ def test_a_deleted_database_file_makes_the_service_unready_and_refuse_alerts(
     assert "was removed or replaced" in ready.json()["checks"]["database"]
     assert posted.status_code == 503
     assert posted.json()["error"]["code"] == "E701"
+
+
+def make_unwritable(path: str) -> None:
+    """Swap every descriptor this process has on ``path`` for a read-only
+    one, as when the file turned immutable under the open database."""
+    fds = Path("/proc/self/fd")
+    for fd in fds.iterdir():
+        with suppress(OSError):
+            if os.readlink(fd) == path:
+                read_only = os.open(path, os.O_RDONLY)
+                os.dup2(read_only, int(fd.name))
+                os.close(read_only)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_a_wal_file_that_refuses_writes_makes_the_service_unready(
+    api: Api,
+) -> None:
+    assert api.client.get("/readyz").status_code == 200
+    make_unwritable(f"{api.service.database.url.database}-wal")
+
+    ready = api.client.get("/readyz")
+
+    assert ready.status_code == 503
+    assert "refuses writes" in ready.json()["checks"]["database"]
 
 
 def moved_database(api: Api) -> tuple[Path, Path]:

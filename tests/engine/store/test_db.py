@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import stat
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -314,3 +315,17 @@ def test_an_engine_never_creates_a_file_removed_after_it_was_made(
 
     assert not path.exists()
     engine.dispose()
+
+
+def test_the_writable_check_commits_a_write(
+    sqlite_file: tuple[Database, Path],
+) -> None:
+    database, path = sqlite_file
+    watcher = sqlite3.connect(path)
+    before = watcher.execute("PRAGMA data_version").fetchone()[0]
+
+    database.check_writable()
+
+    # data_version moves only when another connection commits a change.
+    assert watcher.execute("PRAGMA data_version").fetchone()[0] != before
+    watcher.close()
