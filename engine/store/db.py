@@ -6,17 +6,22 @@ mode with a busy timeout and foreign keys on, and opens every write
 transaction with ``BEGIN IMMEDIATE``: concurrent writers then queue on the
 busy timeout instead of failing half-way when a read turns into a write.
 Read-only work uses ``Database.readers``, whose plain ``BEGIN`` never waits
-for a writer. PostgreSQL goes through psycopg 3. ``upgrade`` applies the
-Alembic migrations shipped in ``engine/store/migrations`` up to head, and
-``open_database`` refuses, with a ``StoreError`` saying what to run, a
-database that is unreachable or not at the code's revision.
+for a writer. Connections open an existing file only (URI ``mode=rw``): the
+engine creates a new file, private, before its first connection, so a file
+removed under a running service is never re-created empty. An open
+``Database`` checks before every connection and transaction that its path
+still names the file it opened. PostgreSQL goes through psycopg 3.
+``upgrade`` applies the Alembic migrations shipped in
+``engine/store/migrations`` up to head, and ``open_database`` refuses, with a
+``StoreError`` saying what to run, a database that is unreachable or not at
+the code's revision.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +54,8 @@ AHEAD = "E703"
 UNSUPPORTED = "E705"
 
 _READ_ONLY = "incident_policy_read_only"
+# The readiness probe's write: one row, one page, the value unchanged.
+REWRITE_VERSION = text("UPDATE alembic_version SET version_num = version_num")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +100,11 @@ class Database:
         if self.engine.dialect.name != "sqlite":
             return
         try:
-            # An empty write transaction: the engine begins it IMMEDIATE, so
-            # it takes the write lock a read-only database cannot give.
-            with self.engine.begin():
-                pass
+            # A real write, committed: an empty transaction writes nothing,
+            # so it passes while the file or its -wal refuses every write.
+            # SQLite rewrites the row even when the value is the same.
+            with self.engine.begin() as conn:
+                conn.execute(REWRITE_VERSION)
         except SQLAlchemyError as exc:
             raise StoreError(
                 f"the database {self.url.database} refuses writes "
@@ -109,20 +117,37 @@ class Database:
 def open_database(url: str, *, check: bool = True) -> Database:
     """Connect to ``url``; with ``check``, refuse a database not at head."""
     engine = make_engine(url)
-    if check:
-        try:
-            ensure_current(engine)
-        except StoreError:
-            engine.dispose()
-            raise
     path = engine.url.database if engine.dialect.name == "sqlite" else None
-    return Database(
+    database = Database(
         url=engine.url,
         engine=engine,
         sessions=sessionmaker(engine, expire_on_commit=False),
         readers=sessionmaker(_reader(engine), expire_on_commit=False),
         file_identity=_identity(path) if path and path != ":memory:" else None,
     )
+    if database.file_identity is not None:
+        _check_before_work(engine, database.ensure_same_file)
+    if check:
+        try:
+            ensure_current(engine)
+        except StoreError:
+            engine.dispose()
+            raise
+    return database
+
+
+def _check_before_work(engine: Engine, check: Callable[[], None]) -> None:
+    """Run ``check`` before each new connection and each transaction, ahead
+    of the other listeners: no BEGIN is sent when it raises."""
+
+    def on_connect(*_args: Any) -> None:
+        check()
+
+    def on_begin(_conn: Connection) -> None:
+        check()
+
+    event.listen(engine, "do_connect", on_connect, insert=True)
+    event.listen(engine, "begin", on_begin, insert=True)
 
 
 def _identity(path: str) -> tuple[int, int] | None:
@@ -173,9 +198,12 @@ def parse_url(url: str) -> URL:
 
 
 def _sqlite_engine(url: URL) -> Engine:
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1e3})
     if url.database and url.database != ":memory:":
         _create_private(Path(url.database))
-    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1e3})
+        # A URL already in SQLite URI mode keeps the options it names.
+        if "uri" not in url.query:
+            event.listen(engine, "do_connect", _open_existing)
     event.listen(engine, "connect", _configure_sqlite)
     event.listen(engine, "begin", _begin_sqlite)
     return engine
@@ -188,6 +216,15 @@ def _create_private(path: Path) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     with suppress(FileExistsError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def _open_existing(
+    _dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]
+) -> None:
+    """Open the file read-write but never create it: a connection made after
+    the file was removed fails instead of starting an empty database."""
+    cargs[0] = f"{Path(cargs[0]).as_uri()}?mode=rw"
+    cparams["uri"] = True
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import sqlite3
 import stat
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -10,12 +13,14 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import OperationalError
 
 from engine.errors import StoreError
 from engine.runtime import SequentialIds
 from engine.store.alerts import AlertIn
 from engine.store.db import (
+    Database,
     alembic_config,
     head_revision,
     make_engine,
@@ -24,8 +29,8 @@ from engine.store.db import (
     upgrade,
 )
 from engine.store.incidents import open_or_fold
-from engine.store.models import Alert, Base
-from engine.store.orgs import create_org
+from engine.store.models import Alert, ApiKey, Base
+from engine.store.orgs import create_api_key, create_org, find_org
 from tests.support.databases import PostgresSchema, sqlite_url
 
 
@@ -191,3 +196,136 @@ def test_a_new_sqlite_file_and_its_folder_are_private(tmp_path: Path) -> None:
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
     assert modes["store.sqlite3"] == 0o600
     assert set(modes.values()) == {0o600}  # the -wal and -shm files too
+
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def sqlite_file(tmp_path: Path) -> Iterator[tuple[Database, Path]]:
+    """An open SQLite database with an organization, and its file."""
+    url = sqlite_url(tmp_path)
+    upgrade(url)
+    database = open_database(url)
+    with database.sessions.begin() as session:
+        create_org(session, ids=SequentialIds(), name="acme", now=NOW)
+    try:
+        yield database, Path(url.removeprefix("sqlite:///"))
+    finally:
+        database.dispose()
+
+
+def add_key(database: Database) -> None:
+    with database.sessions.begin() as session:
+        org = find_org(session, "acme")
+        assert org is not None
+        create_api_key(
+            session,
+            ids=SequentialIds(),
+            org_id=org.id,
+            role="admin",
+            now=NOW,
+        )
+
+
+def count_keys(path: Path) -> int:
+    database = open_database(f"sqlite:///{path}")
+    try:
+        with database.readers() as session:
+            return int(session.scalar(select(func.count()).select_from(ApiKey)))
+    finally:
+        database.dispose()
+
+
+def test_a_moved_file_refuses_writes_and_is_not_recreated(
+    sqlite_file: tuple[Database, Path],
+) -> None:
+    database, path = sqlite_file
+    moved = path.with_name("moved.sqlite3")
+    path.rename(moved)
+
+    with pytest.raises(StoreError) as caught:
+        add_key(database)
+
+    assert caught.value.code == "E701"
+    assert f"the database file {path} was removed or replaced" in (caught.value.message)
+    assert "restore the file or restart the service" in caught.value.message
+    assert not path.exists()
+    moved.rename(path)
+    assert count_keys(path) == 0
+
+
+def test_a_restored_file_takes_writes_again(
+    sqlite_file: tuple[Database, Path],
+) -> None:
+    database, path = sqlite_file
+    moved = path.with_name("moved.sqlite3")
+    path.rename(moved)
+    with pytest.raises(StoreError):
+        add_key(database)
+
+    moved.rename(path)
+    add_key(database)
+
+    assert count_keys(path) == 1
+
+
+def test_a_replaced_file_refuses_reads_and_writes(
+    sqlite_file: tuple[Database, Path],
+) -> None:
+    database, path = sqlite_file
+    copy = path.with_name("copy.sqlite3")
+    shutil.copyfile(path, copy)
+    os.replace(copy, path)
+
+    with pytest.raises(StoreError) as written:
+        add_key(database)
+    with pytest.raises(StoreError) as read, database.readers() as session:
+        session.execute(select(ApiKey)).all()
+
+    assert (written.value.code, read.value.code) == ("E701", "E701")
+    database.dispose()
+    assert count_keys(path) == 0
+
+
+def test_a_new_connection_to_a_removed_file_is_refused(
+    sqlite_file: tuple[Database, Path],
+) -> None:
+    database, path = sqlite_file
+    database.dispose()  # the pool holds no open connection any more
+    path.unlink()
+
+    with pytest.raises(StoreError) as caught, database.readers() as session:
+        session.execute(select(ApiKey)).all()
+
+    assert caught.value.code == "E701"
+    assert not path.exists()
+
+
+def test_an_engine_never_creates_a_file_removed_after_it_was_made(
+    tmp_path: Path,
+) -> None:
+    url = sqlite_url(tmp_path)
+    engine = make_engine(url)
+    path = tmp_path / "store.sqlite3"
+    path.unlink()
+
+    with pytest.raises(OperationalError, match="unable to open"):
+        engine.connect().close()
+
+    assert not path.exists()
+    engine.dispose()
+
+
+def test_the_writable_check_commits_a_write(
+    sqlite_file: tuple[Database, Path],
+) -> None:
+    database, path = sqlite_file
+    watcher = sqlite3.connect(path)
+    before = watcher.execute("PRAGMA data_version").fetchone()[0]
+
+    database.check_writable()
+
+    # data_version moves only when another connection commits a change.
+    assert watcher.execute("PRAGMA data_version").fetchone()[0] != before
+    watcher.close()
