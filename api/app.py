@@ -85,6 +85,9 @@ def create_app(settings: Settings, *, services: Services) -> FastAPI:
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Starlette's slash redirect builds its URL from the Host header a
+        # client sent: answer 404 in the error shape instead.
+        redirect_slashes=False,
         **_without_builtin_telemetry(),
     )
     app.state.services = services

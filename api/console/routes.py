@@ -96,6 +96,12 @@ def logout() -> Response:
     return response
 
 
+@router.get("", include_in_schema=False)
+def console_root() -> Response:
+    """`/console` without its slash: a relative redirect, whatever the Host."""
+    return RedirectResponse("/console/", status_code=SEE_OTHER)
+
+
 @router.get("/", response_class=HTMLResponse)
 def incident_list(
     request: Request,

@@ -86,6 +86,7 @@ ROUTES: dict[tuple[str, str], Call] = {
     ("GET", "/v1/keys"): Call(ADMIN),
     ("POST", "/v1/keys"): Call(ADMIN, {"role": "source", "name": "ci"}),
     ("DELETE", "/v1/keys/{key_id}"): Call(ADMIN),
+    ("GET", "/console"): Call(None),
     ("GET", "/console/login"): Call(None),
     ("POST", "/console/login"): Call(None, form={"key": "not-a-key"}),
     ("POST", "/console/logout"): Call(None),

@@ -454,3 +454,23 @@ def test_probes_answer_head_as_load_balancers_send_it(api: Api) -> None:
 
         assert answer.status_code == 200, path
         assert answer.content == b""
+
+
+def test_a_trailing_slash_is_not_redirected_to_the_host_a_client_names(
+    api: Api,
+) -> None:
+    answer = api.client.post(
+        "/v1/alerts/",
+        json={"kind": "manual"},
+        headers={**api.auth(role="source"), "Host": "evil.example"},
+        follow_redirects=False,
+    )
+    console = api.client.get(
+        "/console", headers={"Host": "evil.example"}, follow_redirects=False
+    )
+
+    assert answer.status_code == 404
+    assert answer.json()["error"]["message"].startswith(
+        "no such route: POST /v1/alerts/"
+    )
+    assert (console.status_code, console.headers["location"]) == (303, "/console/")
