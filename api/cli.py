@@ -125,6 +125,9 @@ def _settings(**flags: Any) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
+        if where in Settings.model_fields:
+            # Say it as the operator set it: a flag or the variable.
+            where = f"{where} (INCIDENT_POLICY_{where.upper()})"
         raise click.UsageError(f"{where}: {first.get('msg')}") from exc
 
 

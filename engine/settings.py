@@ -9,6 +9,7 @@ shipped ``rules/``, loopback only. Unsafe combinations are refused at start.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -93,7 +94,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
-        exposed = self.host not in {"127.0.0.1", "localhost", "::1"}
+        exposed = not _loopback(self.host)
         if exposed and not self.auth:
             raise ValueError(
                 f"host {self.host!r} is reachable from other machines, so "
@@ -111,3 +112,13 @@ class Settings(BaseSettings):
     @property
     def resolved_deploy_log(self) -> Path:
         return self.deploy_log or self.data_dir / "deploys.log"
+
+
+def _loopback(host: str) -> bool:
+    """Whether ``host`` is this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -5,11 +5,14 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
+from pydantic import ValidationError
 
 from api.cli import admin_key_lines, main
 from api.service import AdminKey
 from engine.runtime import SystemClock
+from engine.settings import Settings
 from engine.store.db import open_database
 from engine.store.orgs import authenticate
 
@@ -142,3 +145,23 @@ def test_key_commands_refuse_a_bad_name_and_point_at_real_orgs(tmp_path: Path) -
     assert cased[0] == 2
     assert "`incident-policy orgs list` shows them" in cased[1]
     assert "orgs create Acme" not in cased[1]
+
+
+def test_a_bad_setting_names_its_variable(tmp_path: Path) -> None:
+    status, output = run("serve", "--port", "0", "--data-dir", str(tmp_path))
+
+    assert status == 2
+    said = "port (INCIDENT_POLICY_PORT): Input should be greater than or equal to 1"
+    assert said in output
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [("127.0.0.1", True), ("127.0.0.2", True), ("::1", True), ("10.1.2.3", False)],
+)
+def test_authentication_can_be_off_only_on_loopback(host: str, allowed: bool) -> None:
+    if allowed:
+        assert Settings(host=host, auth=False).auth is False
+        return
+    with pytest.raises(ValidationError, match="reachable from other machines"):
+        Settings(host=host, auth=False)
