@@ -16,6 +16,8 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.errors import body
+
 
 class _Counted:
     def __init__(self) -> None:
@@ -25,13 +27,17 @@ class _Counted:
         self.refused = False
 
 
+def _error(code: str, message: str) -> bytes:
+    return json.dumps(body(code, message)).encode()
+
+
 def _too_large(limit: int, size: int | None) -> tuple[int, bytes]:
     said = f"{size} bytes" if size is not None else f"more than {limit} bytes"
     message = (
         f"request body is {said}; the limit is {limit} bytes "
         "(INCIDENT_POLICY_MAX_BODY_BYTES): split the batch or send fewer alerts"
     )
-    return 413, json.dumps({"error": {"code": "E413", "message": message}}).encode()
+    return 413, _error("E413", message)
 
 
 def _too_slow(timeout_s: float) -> tuple[int, bytes]:
@@ -40,12 +46,12 @@ def _too_slow(timeout_s: float) -> tuple[int, bytes]:
         "(INCIDENT_POLICY_BODY_TIMEOUT_S); nothing was stored: send the whole "
         "body at once"
     )
-    return 408, json.dumps({"error": {"code": "E408", "message": message}}).encode()
+    return 408, _error("E408", message)
 
 
 def _nul_in_url() -> tuple[int, bytes]:
     message = "the URL holds a NUL character (%00); send it without one"
-    return 422, json.dumps({"error": {"code": "E506", "message": message}}).encode()
+    return 422, _error("E506", message)
 
 
 class BodyLimit:

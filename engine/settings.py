@@ -16,6 +16,8 @@ from typing import Literal
 from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from engine.store.orgs import ORG_NAME
+
 Mode = Literal["auto", "dry_run", "off"]
 
 
@@ -56,7 +58,7 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=64)  # flow threads on PostgreSQL
     mode: Mode | None = None  # overrides the catalog's global mode when set
     approval_ttl_s: int = Field(default=3600, ge=60)
-    default_org: str = Field(default="default", pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
+    default_org: str = Field(default="default", pattern=f"^{ORG_NAME.pattern}$")
 
     # Collectors.
     collector_timeout_s: float = Field(default=3.0, gt=0, le=60)

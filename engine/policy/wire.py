@@ -12,7 +12,7 @@ value the engine sees is written here, by one encoder:
 - strings as JSON text without ASCII escaping, identically for rules and
   facts, so equal strings have equal raw text whatever the input's
   ``ensure_ascii`` was; a lone surrogate (not encodable as UTF-8) is
-  written as an upper-case ``\\uDXXX`` escape, a form the plain encoder
+  written as an upper-case escape (``\\uD800`` style), a form the plain encoder
   never produces, so the encoding stays one-to-one;
 - ``NOT_A_STRING``, the value of a string slot when the fact is not a
   string: raw text no string encodes to, so it equals no operand.

@@ -19,32 +19,28 @@ from tests.api.test_intake import free_port
 DEADLINE_S = 60.0
 
 
-def test_serve_accepts_an_alert_and_the_flow_reaches_a_decision(tmp_path: Path) -> None:
-    rules = tmp_path / "rules"
-    shutil.copytree(ROOT / "rules", rules)
-    port = free_port()
+def start_serve(
+    tmp_path: Path, port: int, rules: Path, **env: str
+) -> subprocess.Popen[str]:
+    """`incident-policy serve` on ``port``, its data under ``tmp_path``."""
     command = Path(sys.executable).parent / "incident-policy"
-    process = subprocess.Popen(
+    return subprocess.Popen(
         [
-            str(command),
-            "serve",
-            "--port",
-            str(port),
-            "--no-watch",
-            "--rules",
-            str(rules),
-            "--data-dir",
-            str(tmp_path / "data"),
+            *(str(command), "serve", "--port", str(port), "--no-watch"),
+            *("--rules", str(rules), "--data-dir", str(tmp_path / "data")),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
-        env={
-            **os.environ,
-            "INCIDENT_POLICY_PM2_HOME": str(tmp_path / "pm2"),
-            "INCIDENT_POLICY_BODY_TIMEOUT_S": "1",
-        },
+        env={**os.environ, "INCIDENT_POLICY_PM2_HOME": str(tmp_path / "pm2"), **env},
     )
+
+
+def test_serve_accepts_an_alert_and_the_flow_reaches_a_decision(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    port = free_port()
+    process = start_serve(tmp_path, port, rules, INCIDENT_POLICY_BODY_TIMEOUT_S="1")
     try:
         assert process.stdout is not None
         printed = [process.stdout.readline() for _ in range(4)]
@@ -127,28 +123,8 @@ def wait_for_decision(client: httpx.Client, incident_id: str) -> str:
 
 
 def test_serve_says_so_when_authentication_is_off(tmp_path: Path) -> None:
-    port = free_port()
-    command = Path(sys.executable).parent / "incident-policy"
-    process = subprocess.Popen(
-        [
-            str(command),
-            "serve",
-            "--port",
-            str(port),
-            "--no-watch",
-            "--rules",
-            str(ROOT / "rules"),
-            "--data-dir",
-            str(tmp_path / "data"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={
-            **os.environ,
-            "INCIDENT_POLICY_PM2_HOME": str(tmp_path / "pm2"),
-            "INCIDENT_POLICY_AUTH": "false",
-        },
+    process = start_serve(
+        tmp_path, free_port(), ROOT / "rules", INCIDENT_POLICY_AUTH="false"
     )
     try:
         assert process.stdout is not None
