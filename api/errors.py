@@ -74,29 +74,23 @@ def _field(location: Sequence[Any]) -> str:
     return text or "body"
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _problem(error: dict[str, Any]) -> dict[str, str]:
+    """One FastAPI validation error as our code, field and sentence."""
     where = _field(error.get("loc", ()))
-    if error.get("type") == "string_unicode":
-        return f"{where} holds an unpaired surrogate; send valid UTF-8 text"
-    if error.get("type") == "json_invalid":
-        ctx = error.get("ctx", {})
-        problem = ctx.get("error", "syntax error")
+    kind = error.get("type")
+    if kind == "string_unicode":
+        # The parser refuses a lone surrogate, as alerts refuse it: E506.
+        message = f"{where} holds an unpaired surrogate; send valid UTF-8 text"
+        return {"code": "E506", "field": where, "message": message}
+    if kind == "json_invalid":
+        # FastAPI puts the character offset of the syntax error in the path.
+        problem = error.get("ctx", {}).get("error", "syntax error")
         at = [p for p in error.get("loc", ()) if isinstance(p, int)]
         place = f" at character {at[0]}" if at else ""
-        return f"body is not valid JSON{place} ({problem}); send a JSON object"
-    return f"{where}: {error.get('msg', 'invalid value')}"
-
-
-def _code(error: dict[str, Any]) -> str:
-    # A lone surrogate is refused by the parser, as alerts refuse it: E506.
-    return "E506" if error.get("type") == "string_unicode" else "E520"
-
-
-def _error_field(error: dict[str, Any]) -> str:
-    # FastAPI puts the character offset of a JSON syntax error in its path.
-    if error.get("type") == "json_invalid":
-        return "body"
-    return _field(error.get("loc", ()))
+        message = f"body is not valid JSON{place} ({problem}); send a JSON object"
+        return {"code": "E520", "field": "body", "message": message}
+    message = f"{where}: {error.get('msg', 'invalid value')}"
+    return {"code": "E520", "field": where, "message": message}
 
 
 def _whole_body_refused(request: Request, errors: Sequence[Any]) -> JSONResponse | None:
@@ -123,12 +117,9 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
     refused = _whole_body_refused(request, errors)
     if refused is not None:
         return refused
-    first = errors[0] if errors else {}
-    problems = [
-        {"code": _code(e), "field": _error_field(e), "message": _describe(e)}
-        for e in errors
-    ]
-    content = body(_code(first), _describe(first), _error_field(first), problems)
+    problems = [_problem(e) for e in errors] or [_problem({})]
+    first = problems[0]
+    content = body(first["code"], first["message"], first["field"], problems)
     return JSONResponse(content, status_code=422)
 
 
